@@ -1,0 +1,60 @@
+"""Data mapping expressions: JMESPath (https://jmespath.org), evaluated safely, never ``eval``.
+
+A correlation expression (``orderId``), a command's data mapping (``{orderId: orderId}``) and a
+step's ``when:`` condition (``amount > `100```) are all JMESPath expressions over JSON data.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
+from pydantic import AfterValidator, WithJsonSchema
+
+__all__ = ["Expression", "compile_expression", "evaluate", "is_truthy"]
+
+
+@lru_cache(maxsize=4096)
+def compile_expression(text: str) -> ParsedResult:
+    """Compile (and cache) a JMESPath expression.
+
+    :raises ValueError: naming the expression and the position of the syntax error.
+    """
+    try:
+        return jmespath.compile(text)
+    except JMESPathError as exc:
+        raise ValueError(f"invalid expression {text!r}: {_describe(exc)}") from None
+
+
+def evaluate(text: str, data: Any) -> Any:
+    """Evaluate the expression ``text`` against ``data`` (a JSON-like value)."""
+    return compile_expression(text).search(data)
+
+
+def is_truthy(value: Any) -> bool:
+    """JMESPath truthiness: false, null, empty strings, lists and objects are false."""
+    return value not in (None, False, "", [], {})
+
+
+def _describe(exc: JMESPathError) -> str:
+    message = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+    position = getattr(exc, "lex_position", None)
+    return f"{message} at column {position + 1}" if isinstance(position, int) else str(message)
+
+
+def _check(text: str) -> str:
+    if not text.strip():
+        raise ValueError("an expression cannot be empty")
+    compile_expression(text)
+    return text
+
+
+Expression = Annotated[
+    str,
+    AfterValidator(_check),
+    WithJsonSchema({"type": "string", "minLength": 1, "description": "A JMESPath expression."}),
+]
+"""A string field holding a JMESPath expression, checked for syntax when the model is built."""

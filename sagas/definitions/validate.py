@@ -1,0 +1,99 @@
+"""One door for every definition, YAML or Python: field rules (pydantic) and graph rules together,
+every problem reported at once with its place."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Collection, Mapping
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from sagas.definitions import model
+from sagas.definitions.graph import Path, graph_problems
+from sagas.errors import DefinitionError, Problem, format_path
+
+__all__ = ["Locate", "validate_definition"]
+
+Locate = Callable[[Path], int | None]
+"""Maps a field path to the line that holds it (``None`` when unknown)."""
+
+
+def validate_definition(
+    raw: Any,
+    *,
+    source: str = "<python>",
+    locate: Locate | None = None,
+    handlers: Collection[str] | None = None,
+) -> model.SagaDefinition:
+    """Validate a raw definition (a YAML document or the builder's dump) into a model.
+
+    ``handlers``: registered handler names to check references against (``None``: not checked).
+
+    :raises DefinitionError: listing every problem as ``source:line: field: message``.
+    """
+
+    def problem(path: Path, message: str) -> Problem:
+        return Problem(source, locate(path) if locate else None, format_path(path), message)
+
+    if not isinstance(raw, Mapping):
+        raise DefinitionError([problem((), "a saga definition must be a mapping of fields")])
+    problems: list[Problem] = []
+    definition: model.SagaDefinition | None = None
+    try:
+        definition = model.SagaDefinition.model_validate(raw)
+    except ValidationError as exc:
+        problems += [problem(_path(error), _message(error)) for error in exc.errors()]
+    problems += [problem(path, message) for path, message in graph_problems(raw, handlers)]
+    if problems or definition is None:
+        raise DefinitionError(sorted(set(problems), key=_reading_order))
+    return definition
+
+
+def _reading_order(problem: Problem) -> tuple[int, str, str]:
+    return (problem.line or 0, problem.field, problem.message)
+
+
+def _path(error: ErrorDetails) -> Path:
+    # Keys of dicts and indices of lists stay; pydantic's own markers ("[key]") go.
+    return tuple(part for part in error["loc"] if part != "[key]")
+
+
+def _message(error: ErrorDetails) -> str:
+    kind, ctx = error["type"], error.get("ctx", {})
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        name = str(error["loc"][-1])
+        close = difflib.get_close_matches(name, _field_names(), n=1)
+        return f"unknown field{f' (did you mean {close[0]!r}?)' if close else ''}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "too_short":
+        return f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
+    if kind == "string_pattern_mismatch":
+        return (
+            f"{error['input']!r} is not a valid {'event type' if ':' in ctx['pattern'] else 'name'}"
+            ": use letters, digits and _ . -, not starting with a digit"
+        )
+    if kind == "value_error":
+        return str(ctx["error"])
+    message = error["msg"]
+    return message.replace("Input should be", "must be", 1) if message else kind
+
+
+@cache
+def _field_names() -> tuple[str, ...]:
+    classes: list[type[BaseModel]] = [
+        model.SagaDefinition,
+        model.Step,
+        model.Command,
+        model.Wait,
+        model.RetryPolicy,
+        model.EventSpec,
+    ]
+    return tuple(sorted({name for cls in classes for name in cls.model_fields}))

@@ -1,0 +1,131 @@
+"""Handlers: the Python callables that handler steps and compensations run, registered by name.
+
+A definition names handlers; it can never make the engine run code the application did not
+register here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, overload
+
+from sagas.errors import SagaError
+
+__all__ = [
+    "Handler",
+    "HandlerRegistry",
+    "HandlerResult",
+    "StepContext",
+    "UnknownHandlerError",
+    "import_handlers",
+]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a handler is given: the saga's data and where it stands.
+
+    ``idempotency_key`` is the same for every retry of the same attempt after a crash; a handler
+    that calls an outside service passes it along so a repeated call does nothing twice.
+    """
+
+    saga_id: str
+    saga_name: str
+    step: str
+    attempt: int
+    data: Mapping[str, Any]
+    idempotency_key: str
+    compensating: bool = False
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+HandlerResult = Mapping[str, Any] | None
+"""Data to merge into the saga's data (``None``: nothing to add)."""
+
+Handler = Callable[[StepContext], HandlerResult | Awaitable[HandlerResult]]
+"""A sync or async callable; raising means the attempt failed (the retry policy decides)."""
+
+H = TypeVar("H", bound=Handler)
+
+
+class UnknownHandlerError(SagaError, LookupError):
+    """No handler is registered under the name a definition uses."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__(f"no handler is registered as {name!r}")
+
+
+class HandlerRegistry(Mapping[str, Handler]):
+    """Handlers by name. Not global: each application (or test) makes its own."""
+
+    def __init__(self, handlers: Mapping[str, Handler] | None = None) -> None:
+        self._handlers: dict[str, Handler] = {}
+        for name, handler in (handlers or {}).items():
+            self.register(handler, name)
+
+    def register(self, handler: H, name: str | None = None) -> H:
+        """Register ``handler`` under ``name`` (default: its ``__name__``); returns it unchanged.
+
+        :raises ValueError: when another callable already has that name.
+        """
+        key = name or handler.__name__
+        existing = self._handlers.get(key)
+        if existing is not None and existing is not handler:
+            raise ValueError(f"a different handler is already registered as {key!r}")
+        self._handlers[key] = handler
+        return handler
+
+    @overload
+    def handler(self, fn: H, /) -> H: ...
+    @overload
+    def handler(self, fn: None = None, /, *, name: str | None = None) -> Callable[[H], H]: ...
+    def handler(self, fn: H | None = None, /, *, name: str | None = None) -> H | Callable[[H], H]:
+        """Decorator: ``@registry.handler`` or ``@registry.handler(name="take_payment")``."""
+        if fn is not None:
+            return self.register(fn)
+
+        def decorate(inner: H) -> H:
+            return self.register(inner, name)
+
+        return decorate
+
+    def update(self, other: Mapping[str, Handler]) -> None:
+        """Register every handler of ``other``."""
+        for name, handler in other.items():
+            self.register(handler, name)
+
+    def __getitem__(self, name: str) -> Handler:
+        try:
+            return self._handlers[name]
+        except KeyError:
+            raise UnknownHandlerError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._handlers)
+
+    def __len__(self) -> int:
+        return len(self._handlers)
+
+
+def import_handlers(modules: Iterable[str]) -> HandlerRegistry:
+    """Import ``modules`` and merge the ``handlers`` registry each one defines.
+
+    :raises SagaError: for a module that cannot be imported or has no ``handlers`` registry.
+    """
+    merged = HandlerRegistry()
+    for module_name in modules:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise SagaError(f"cannot import handler module {module_name!r}: {exc}") from exc
+        registry = getattr(module, "handlers", None)
+        if not isinstance(registry, Mapping):
+            raise SagaError(
+                f"handler module {module_name!r} defines no `handlers` registry "
+                "(a sagas.HandlerRegistry, or a SagaBuilder's .handlers)"
+            )
+        merged.update(registry)
+    return merged
