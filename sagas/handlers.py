@@ -18,6 +18,7 @@ __all__ = [
     "HandlerRegistry",
     "HandlerResult",
     "StepContext",
+    "StepFailed",
     "UnknownHandlerError",
     "import_handlers",
 ]
@@ -48,6 +49,11 @@ Handler = Callable[[StepContext], HandlerResult | Awaitable[HandlerResult]]
 """A sync or async callable; raising means the attempt failed (the retry policy decides)."""
 
 H = TypeVar("H", bound=Handler)
+
+
+class StepFailed(SagaError):  # noqa: N818 - a business outcome, raised by user handlers
+    """Raise from a handler for a business failure (payment declined): the step fails at once,
+    without the retries that any other exception gets."""
 
 
 class UnknownHandlerError(SagaError, LookupError):

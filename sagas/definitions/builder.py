@@ -177,7 +177,8 @@ class SagaBuilder:
         step: dict[str, Any] = {"name": name, **action}
         for key in ("description", "after", "when", "pivot", "timeout", "retry", "compensation"):
             value = options.get(key)
-            if value not in (None, "", False):
+            # Only the "not given" values are left out: timeout=0 or when="" must fail as in YAML.
+            if value is not None and value is not False:
                 if key == "timeout":
                     value = _dump_duration(value)
                 step[key] = list(value) if isinstance(value, list | tuple) else _dump(value)

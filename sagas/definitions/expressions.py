@@ -10,7 +10,8 @@ from functools import lru_cache
 from typing import Annotated, Any
 
 import jmespath
-from jmespath.exceptions import JMESPathError
+from jmespath.exceptions import IncompleteExpressionError, JMESPathError, LexerError
+from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
 from pydantic import AfterValidator, WithJsonSchema
 
@@ -24,9 +25,15 @@ def compile_expression(text: str) -> ParsedResult:
     :raises ValueError: naming the expression and the position of the syntax error.
     """
     try:
-        return jmespath.compile(text)
+        parsed = jmespath.compile(text)
     except JMESPathError as exc:
         raise ValueError(f"invalid expression {text!r}: {_describe(exc)}") from None
+    unknown = sorted(_function_names(parsed.parsed) - _KNOWN_FUNCTIONS)
+    if unknown:
+        # Found now rather than when a saga instance first evaluates the expression.
+        names = ", ".join(f"{name}()" for name in unknown)
+        raise ValueError(f"invalid expression {text!r}: unknown function {names}")
+    return parsed
 
 
 def evaluate(text: str, data: Any) -> Any:
@@ -36,11 +43,31 @@ def evaluate(text: str, data: Any) -> Any:
 
 def is_truthy(value: Any) -> bool:
     """JMESPath truthiness: false, null, empty strings, lists and objects are false."""
-    return value not in (None, False, "", [], {})
+    if value is None or value is False:
+        return False
+    # Not `value in (False, ...)`: 0 == False in Python, yet 0 is true in JMESPath.
+    return not isinstance(value, str | list | dict) or len(value) > 0
+
+
+_KNOWN_FUNCTIONS = frozenset(Functions().FUNCTION_TABLE)
+
+
+def _function_names(node: Any) -> set[str]:
+    if not isinstance(node, dict):
+        return set()
+    names = {str(node["value"])} if node.get("type") == "function_expression" else set()
+    for child in node.get("children", ()):
+        names |= _function_names(child)
+    return names
 
 
 def _describe(exc: JMESPathError) -> str:
-    message = getattr(exc, "msg", None) or str(exc).splitlines()[0]
+    if isinstance(exc, IncompleteExpressionError):
+        message = "the expression ends too early"
+    elif isinstance(exc, LexerError):
+        message = exc.message
+    else:
+        message = getattr(exc, "msg", None) or str(exc).splitlines()[0]
     position = getattr(exc, "lex_position", None)
     return f"{message} at column {position + 1}" if isinstance(position, int) else str(message)
 

@@ -49,9 +49,11 @@ def parse_definition(
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        raise DefinitionError(
-            [Problem(source, line, "(yaml)", f"{exc.context or ''} {exc.problem or ''}".strip())]
-        ) from None
+        context = exc.context
+        if context and exc.context_mark and exc.context_mark.line + 1 != line:
+            context += f" started on line {exc.context_mark.line + 1}"
+        message = ": ".join(part for part in (context, exc.problem) if part)
+        raise DefinitionError([Problem(source, line, "(yaml)", message)]) from None
     except yaml.YAMLError as exc:
         raise DefinitionError([Problem(source, None, "(yaml)", str(exc))]) from None
     finally:

@@ -38,6 +38,8 @@ def validate_definition(
     def problem(path: Path, message: str) -> Problem:
         return Problem(source, locate(path) if locate else None, format_path(path), message)
 
+    if raw is None:
+        raise DefinitionError([problem((), "empty; a saga definition is a mapping of fields")])
     if not isinstance(raw, Mapping):
         raise DefinitionError([problem((), "a saga definition must be a mapping of fields")])
     problems: list[Problem] = []
@@ -45,7 +47,11 @@ def validate_definition(
     try:
         definition = model.SagaDefinition.model_validate(raw)
     except ValidationError as exc:
-        problems += [problem(_path(error), _message(error)) for error in exc.errors()]
+        problems += [
+            problem(_path(error), _message(error))
+            for error in exc.errors()
+            if not _counts_only_invalid_items(error)
+        ]
     problems += [problem(path, message) for path, message in graph_problems(raw, handlers)]
     if problems or definition is None:
         raise DefinitionError(sorted(set(problems), key=_reading_order))
@@ -61,14 +67,37 @@ def _path(error: ErrorDetails) -> Path:
     return tuple(part for part in error["loc"] if part != "[key]")
 
 
+def _counts_only_invalid_items(error: ErrorDetails) -> bool:
+    # pydantic counts only the items that validated, so a list whose every item is invalid is
+    # also reported as too short; its items are reported one by one already.
+    given = error.get("input")
+    return (
+        error["type"] == "too_short"
+        and isinstance(given, list)
+        and len(given) >= error.get("ctx", {}).get("min_length", 0)
+    )
+
+
+_TYPE_MESSAGES = {
+    "tuple_type": "must be a list",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping of fields",
+}
+
+
 def _message(error: ErrorDetails) -> str:
     kind, ctx = error["type"], error.get("ctx", {})
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
         name = str(error["loc"][-1])
+        if name in _field_names():
+            return "is not allowed here"
         close = difflib.get_close_matches(name, _field_names(), n=1)
         return f"unknown field{f' (did you mean {close[0]!r}?)' if close else ''}"
+    if kind in _TYPE_MESSAGES:
+        return _TYPE_MESSAGES[kind]
     if kind == "greater_than_equal":
         return f"must be >= {ctx['ge']}"
     if kind == "less_than_equal":
@@ -76,9 +105,13 @@ def _message(error: ErrorDetails) -> str:
     if kind == "too_short":
         return f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
     if kind == "string_pattern_mismatch":
+        if ":" in ctx["pattern"]:
+            what, marks = "event type", "_ . : / -"
+        else:
+            what, marks = "name", "_ . -"
         return (
-            f"{error['input']!r} is not a valid {'event type' if ':' in ctx['pattern'] else 'name'}"
-            ": use letters, digits and _ . -, not starting with a digit"
+            f"{error['input']!r} is not a valid {what}: use letters, digits and {marks}, "
+            "not starting with a digit"
         )
     if kind == "value_error":
         return str(ctx["error"])

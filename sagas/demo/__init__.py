@@ -1,0 +1,1 @@
+"""The order fulfilment demo: the shipped definition and simulated participants."""

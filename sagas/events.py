@@ -1,0 +1,126 @@
+"""Events: immutable records of something that happened; commands are events too.
+
+On the wire an event is JSON with exactly the keys ``eventId``, ``eventType``, ``timestamp``,
+``data``, ``correlationId``, ``causationId``, ``sagaId`` and ``schemaVersion``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic.alias_generators import to_camel
+
+from sagas.definitions.model import EVENT_TYPE_PATTERN
+from sagas.errors import SagaError
+
+__all__ = ["Event", "EventError", "new_event_id"]
+
+
+def new_event_id() -> str:
+    """A fresh, unique event id."""
+    return uuid.uuid4().hex
+
+
+class EventError(SagaError, ValueError):
+    """An event that cannot be accepted; ``event_id`` is set when the input had one."""
+
+    def __init__(self, message: str, event_id: str | None = None) -> None:
+        self.event_id = event_id
+        where = f"event {event_id!r}: " if event_id else "event: "
+        super().__init__(where + message)
+
+
+class Event(BaseModel):
+    """An immutable event (or command) with its metadata."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
+
+    event_id: str = Field(min_length=1, max_length=200)
+    event_type: str = Field(pattern=EVENT_TYPE_PATTERN, max_length=200)
+    timestamp: AwareDatetime
+    data: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    saga_id: str | None = None
+    schema_version: int = Field(1, ge=1)
+
+    @classmethod
+    def create(
+        cls,
+        event_type: str,
+        data: dict[str, Any] | None = None,
+        *,
+        at: datetime,
+        event_id: str | None = None,
+        correlation_id: str | None = None,
+        causation_id: str | None = None,
+        saga_id: str | None = None,
+        schema_version: int = 1,
+    ) -> Event:
+        """A new event of ``event_type`` stamped ``at`` (the caller's clock).
+
+        :raises EventError: when a field is invalid.
+        """
+        try:
+            return cls(
+                event_id=event_id or new_event_id(),
+                event_type=event_type,
+                timestamp=at,
+                data=data or {},
+                correlation_id=correlation_id,
+                causation_id=causation_id,
+                saga_id=saga_id,
+                schema_version=schema_version,
+            )
+        except ValidationError as exc:
+            raise EventError(_describe(exc), event_id) from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Event:
+        """Parse one event from its JSON form.
+
+        :raises EventError: naming the event id (when there is one) and every bad field.
+        """
+        try:
+            raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise EventError(f"not valid JSON: {exc}") from None
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: Any) -> Event:
+        """Validate one event from its JSON-like dict form.
+
+        :raises EventError: naming the event id (when there is one) and every bad field.
+        """
+        if not isinstance(raw, dict):
+            raise EventError(f"must be a JSON object, not {type(raw).__name__}")
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            event_id = raw.get("eventId")
+            raise EventError(
+                _describe(exc), event_id if isinstance(event_id, str) else None
+            ) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict with the camelCase wire keys."""
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> str:
+        """The JSON wire form."""
+        return self.model_dump_json(by_alias=True)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors():
+        field = ".".join(str(part) for part in error["loc"]) or "(event)"
+        parts.append(f"{field}: {error['msg']}")
+    return "; ".join(parts)

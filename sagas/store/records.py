@@ -1,0 +1,110 @@
+"""What the store keeps and returns: plain frozen records, free of SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sagas.engine.effects import Effect, OutboxEffect, ScheduleTimer
+from sagas.engine.state import SagaState
+from sagas.events import Event
+
+__all__ = [
+    "Changes",
+    "DeadLetter",
+    "InstanceRecord",
+    "LogEntry",
+    "OutboxItem",
+    "QueuedEvent",
+    "TimerRecord",
+]
+
+
+@dataclass(frozen=True)
+class InstanceRecord:
+    """A saga instance as stored: its state and the version that guards concurrent updates."""
+
+    state: SagaState
+    version: int
+
+    @property
+    def saga_id(self) -> str:
+        return self.state.saga_id
+
+
+@dataclass(frozen=True)
+class QueuedEvent:
+    """An event waiting in the durable queue, at its global ``position``."""
+
+    position: int
+    event: Event
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of an instance's append-only log: the event, what it did, and when.
+
+    ``seq`` numbers the instance's entries from 1; ``position`` orders all entries of all
+    instances (0 until stored).
+    """
+
+    saga_id: str
+    seq: int
+    event: Event
+    note: str
+    effects: tuple[Effect, ...]
+    ignored: bool
+    recorded_at: datetime
+    position: int = 0
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    """An effect to carry out after its decision committed (at least once)."""
+
+    id: int
+    saga_id: str
+    effect: OutboxEffect
+
+
+@dataclass(frozen=True)
+class TimerRecord:
+    """A persisted timer of an instance."""
+
+    saga_id: str
+    timer: ScheduleTimer
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """Input the engine could not use, kept with the reason (never silently dropped)."""
+
+    reason: str
+    payload: str
+    event_id: str | None = None
+    event_type: str | None = None
+    saga_id: str | None = None
+    created_at: datetime | None = None
+    id: int = 0
+
+
+@dataclass
+class Changes:
+    """Everything one transaction writes: the unit of a (group) commit.
+
+    ``updated`` pairs each new record with the version it must still have in the store.
+    """
+
+    created: list[InstanceRecord] = field(default_factory=list)
+    updated: list[tuple[InstanceRecord, int]] = field(default_factory=list)
+    log: list[LogEntry] = field(default_factory=list)
+    outbox: list[tuple[str, OutboxEffect]] = field(default_factory=list)
+    outbox_done: list[int] = field(default_factory=list)
+    timers: list[TimerRecord] = field(default_factory=list)
+    timers_removed: list[str] = field(default_factory=list)
+    processed: list[int] = field(default_factory=list)
+    enqueue: list[Event] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(bool(value) for value in vars(self).values())

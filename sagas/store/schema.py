@@ -1,0 +1,159 @@
+"""The tables, as SQLAlchemy Core metadata (the migrations create them; queries use these)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    text,
+)
+
+__all__ = [
+    "UTCDateTime",
+    "dead_letters",
+    "definitions",
+    "event_log",
+    "inbox",
+    "instances",
+    "metadata",
+    "outbox",
+    "timers",
+]
+
+# SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL wants 64 bits for the log.
+Position = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored as naive UTC everywhere."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the engine stores aware datetimes only")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+VERSION_TABLE = "saga_alembic_version"
+"""Where Alembic records the schema revision."""
+
+metadata = MetaData()
+
+definitions = Table(
+    "saga_definitions",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("registered_at", UTCDateTime, nullable=False),
+)
+
+instances = Table(
+    "saga_instances",
+    metadata,
+    Column("saga_id", String(64), primary_key=True),
+    Column("saga_name", String(200), nullable=False),
+    Column("definition_version", Integer, nullable=False),
+    Column("correlation_key", String(500), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("state", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("saga_name", "correlation_key", name="uq_saga_instances_key"),
+    Index("ix_saga_instances_status_updated", "status", "updated_at"),
+    Index("ix_saga_instances_name_updated", "saga_name", "updated_at"),
+    Index("ix_saga_instances_updated", "updated_at"),
+)
+
+event_log = Table(
+    "saga_event_log",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("event_id", String(200), nullable=False),
+    Column("event_type", String(200), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("effects", Text, nullable=False),
+    Column("ignored", Boolean, nullable=False),
+    Column("recorded_at", UTCDateTime, nullable=False),
+    UniqueConstraint("saga_id", "seq", name="uq_saga_event_log_seq"),
+)
+
+inbox = Table(
+    "saga_inbox",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("event_id", String(200), nullable=False, unique=True),
+    Column("event_type", String(200), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("queued", Boolean, nullable=False),
+    Column("enqueued_at", UTCDateTime, nullable=False),
+    Index(
+        "ix_saga_inbox_queued",
+        "position",
+        sqlite_where=text("queued"),
+        postgresql_where=text("queued"),
+    ),
+)
+
+outbox = Table(
+    "saga_outbox",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False),
+    Column("key", String(300), nullable=False, unique=True),
+    Column("effect", Text, nullable=False),
+    Column("pending", Boolean, nullable=False),
+    Index(
+        "ix_saga_outbox_pending",
+        "id",
+        sqlite_where=text("pending"),
+        postgresql_where=text("pending"),
+    ),
+)
+
+timers = Table(
+    "saga_timers",
+    metadata,
+    Column("timer_id", String(300), primary_key=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("due_at", UTCDateTime, nullable=False, index=True),
+    Column("timer", Text, nullable=False),
+)
+
+dead_letters = Table(
+    "saga_dead_letters",
+    metadata,
+    Column("id", Position, primary_key=True, autoincrement=True),
+    Column("event_id", String(200)),
+    Column("event_type", String(200)),
+    Column("saga_id", String(64)),
+    Column("payload", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

@@ -1,0 +1,534 @@
+"""The store on SQLAlchemy Core: a SQLite file by default, PostgreSQL for production.
+
+Dialect differences live in the small hooks at the bottom (connection set-up, insert-or-skip).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+
+from sagas.definitions.model import SagaDefinition
+from sagas.engine.effects import (
+    DeliverEvent,
+    InvokeHandler,
+    OutboxEffect,
+    PublishCommand,
+    ScheduleTimer,
+    effects_adapter,
+    outbox_adapter,
+)
+from sagas.engine.state import InstanceStatus, SagaState
+from sagas.events import Event
+from sagas.store import schema as t
+from sagas.store.base import ConcurrencyConflictError, Store, StoreError, UnknownSagaError
+from sagas.store.records import (
+    Changes,
+    DeadLetter,
+    InstanceRecord,
+    LogEntry,
+    OutboxItem,
+    QueuedEvent,
+    TimerRecord,
+)
+
+__all__ = ["DEFAULT_DATABASE_URL", "SQLStore", "database_url"]
+
+DEFAULT_DATABASE_URL = "sqlite:///sagas.db"
+
+
+def database_url(value: str) -> str:
+    """A SQLAlchemy URL from ``--db``: URLs pass through, a plain path names a SQLite file."""
+    if "://" in value:
+        return value
+    return f"sqlite:///{Path(value).expanduser()}"
+
+
+class SQLStore(Store):
+    """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use."""
+
+    def __init__(self, url: str = DEFAULT_DATABASE_URL, *, migrate: bool = True) -> None:
+        self.url = database_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        self._where = parsed.render_as_string(hide_password=True)
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = _create_engine(self.url, self.dialect)
+        if migrate:
+            self.upgrade()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Run the Alembic migrations up to ``revision``."""
+        with self._translate("migrating"), self.engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), revision)
+
+    def current_revision(self) -> str | None:
+        """The schema revision of the database (``None`` before the first migration)."""
+        with self._translate("reading the schema revision"), self.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"version_table": t.VERSION_TABLE})
+            return context.get_current_revision()
+
+    # -- definitions ------------------------------------------------------------------------
+
+    def register_definition(self, definition: SagaDefinition, registered_at: datetime) -> int:
+        body = definition.model_dump(mode="json")
+        body.pop("version")
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        with self._write("registering a definition") as conn:
+            latest = conn.execute(
+                select(t.definitions.c.version, t.definitions.c.digest)
+                .where(t.definitions.c.name == definition.name)
+                .order_by(t.definitions.c.version.desc())
+                .limit(1)
+            ).first()
+            if latest is not None and latest.digest == digest:
+                return int(latest.version)
+            version = max(definition.version, (latest.version + 1) if latest else 1)
+            stored = definition.model_copy(update={"version": version})
+            conn.execute(
+                insert(t.definitions).values(
+                    name=definition.name,
+                    version=version,
+                    digest=digest,
+                    body=stored.model_dump_json(),
+                    registered_at=registered_at,
+                )
+            )
+            return version
+
+    def definition(self, name: str, version: int) -> SagaDefinition:
+        with self._read("reading a definition") as conn:
+            body = conn.scalar(
+                select(t.definitions.c.body).where(
+                    t.definitions.c.name == name, t.definitions.c.version == version
+                )
+            )
+        if body is None:
+            raise LookupError(f"saga definition {name!r} version {version} is not registered")
+        return SagaDefinition.model_validate_json(body)
+
+    def definitions(self, name: str | None = None) -> list[SagaDefinition]:
+        query = select(t.definitions.c.body).order_by(t.definitions.c.name, t.definitions.c.version)
+        if name is not None:
+            query = query.where(t.definitions.c.name == name)
+        with self._read("reading definitions") as conn:
+            return [SagaDefinition.model_validate_json(body) for body in conn.scalars(query)]
+
+    # -- queue and deciding -----------------------------------------------------------------
+
+    def enqueue(self, events: Sequence[Event]) -> int:
+        if not events:
+            return 0
+        with self._write("queueing events") as conn:
+            return self._enqueue(conn, events)
+
+    def queued(self, limit: int) -> list[QueuedEvent]:
+        query = (
+            select(t.inbox.c.position, t.inbox.c.event)
+            .where(t.inbox.c.queued)
+            .order_by(t.inbox.c.position)
+            .limit(limit)
+        )
+        with self._read("reading the queue") as conn:
+            rows = conn.execute(query).all()
+        return [QueuedEvent(row.position, Event.model_validate_json(row.event)) for row in rows]
+
+    def instances(self, saga_ids: Collection[str]) -> dict[str, InstanceRecord]:
+        if not saga_ids:
+            return {}
+        query = select(t.instances.c.state, t.instances.c.version).where(
+            t.instances.c.saga_id.in_(list(saga_ids))
+        )
+        with self._read("reading instances") as conn:
+            records = [_instance(row) for row in conn.execute(query)]
+        return {record.saga_id: record for record in records}
+
+    def find_instance(self, saga_name: str, correlation_key: str) -> InstanceRecord | None:
+        query = select(t.instances.c.state, t.instances.c.version).where(
+            t.instances.c.saga_name == saga_name,
+            t.instances.c.correlation_key == correlation_key,
+        )
+        with self._read("finding an instance") as conn:
+            row = conn.execute(query).first()
+        return None if row is None else _instance(row)
+
+    def apply(self, changes: Changes) -> None:
+        try:
+            with self._write("committing a decision") as conn:
+                self._apply(conn, changes)
+        except IntegrityError as exc:
+            raise ConcurrencyConflictError(
+                f"{self._where}: another writer got there first"
+            ) from exc
+
+    def _apply(self, conn: Connection, changes: Changes) -> None:
+        if changes.created:
+            conn.execute(insert(t.instances), [_instance_row(r) for r in changes.created])
+        if changes.updated:
+            rows = [
+                {**_instance_row(record), "expected": expected}
+                for record, expected in changes.updated
+            ]
+            result = conn.execute(
+                update(t.instances)
+                .where(t.instances.c.saga_id == bindparam("b_saga_id"))
+                .where(t.instances.c.version == bindparam("expected"))
+                .values(
+                    status=bindparam("status"),
+                    state=bindparam("state"),
+                    version=bindparam("version"),
+                    updated_at=bindparam("updated_at"),
+                ),
+                [{**row, "b_saga_id": row["saga_id"]} for row in rows],
+            )
+            if result.rowcount != len(rows):
+                raise ConcurrencyConflictError(
+                    f"{self._where}: an instance changed under this worker"
+                )
+        if changes.log:
+            conn.execute(insert(t.event_log), [_log_row(entry) for entry in changes.log])
+        if changes.processed:
+            conn.execute(
+                update(t.inbox)
+                .where(t.inbox.c.position == bindparam("b_position"))
+                .values(queued=False),
+                [{"b_position": position} for position in changes.processed],
+            )
+        if changes.outbox:
+            rows = [
+                {
+                    "saga_id": saga_id,
+                    "key": _outbox_key(effect),
+                    "effect": effect.model_dump_json(by_alias=True),
+                    "pending": True,
+                }
+                for saga_id, effect in changes.outbox
+            ]
+            conn.execute(_insert_or_skip(self.dialect, t.outbox, ["key"]), rows)
+        if changes.outbox_done:
+            conn.execute(
+                update(t.outbox).where(t.outbox.c.id == bindparam("b_id")).values(pending=False),
+                [{"b_id": item} for item in changes.outbox_done],
+            )
+        if changes.timers_removed:
+            conn.execute(delete(t.timers).where(t.timers.c.timer_id.in_(changes.timers_removed)))
+        if changes.timers:
+            rows = [
+                {
+                    "timer_id": record.timer.timer_id,
+                    "saga_id": record.saga_id,
+                    "due_at": record.timer.due_at,
+                    "timer": record.timer.model_dump_json(),
+                }
+                for record in changes.timers
+            ]
+            conn.execute(_insert_or_skip(self.dialect, t.timers, ["timer_id"]), rows)
+        if changes.enqueue:
+            self._enqueue(conn, changes.enqueue)
+        if changes.dead_letters:
+            now = datetime.now(UTC)
+            conn.execute(
+                insert(t.dead_letters),
+                [
+                    {
+                        "event_id": letter.event_id,
+                        "event_type": letter.event_type,
+                        "saga_id": letter.saga_id,
+                        "payload": letter.payload,
+                        "reason": letter.reason,
+                        "created_at": letter.created_at or now,
+                    }
+                    for letter in changes.dead_letters
+                ],
+            )
+
+    def _enqueue(self, conn: Connection, events: Sequence[Event]) -> int:
+        rows = [
+            {
+                "event_id": e.event_id,
+                "event_type": e.event_type,
+                "event": e.to_json(),
+                "queued": True,
+                "enqueued_at": e.timestamp,
+            }
+            for e in events
+        ]
+        result = conn.execute(_insert_or_skip(self.dialect, t.inbox, ["event_id"]), rows)
+        return max(result.rowcount, 0)
+
+    # -- effects and timers -----------------------------------------------------------------
+
+    def pending_outbox(self, limit: int) -> list[OutboxItem]:
+        query = (
+            select(t.outbox.c.id, t.outbox.c.saga_id, t.outbox.c.effect)
+            .where(t.outbox.c.pending)
+            .order_by(t.outbox.c.id)
+            .limit(limit)
+        )
+        with self._read("reading the outbox") as conn:
+            rows = conn.execute(query).all()
+        return [
+            OutboxItem(row.id, row.saga_id, outbox_adapter.validate_json(row.effect))
+            for row in rows
+        ]
+
+    def due_timers(self, now: datetime, limit: int) -> list[TimerRecord]:
+        query = (
+            select(t.timers.c.saga_id, t.timers.c.timer)
+            .where(t.timers.c.due_at <= now)
+            .order_by(t.timers.c.due_at)
+            .limit(limit)
+        )
+        with self._read("reading due timers") as conn:
+            return [_timer(row) for row in conn.execute(query)]
+
+    def next_due(self) -> datetime | None:
+        with self._read("reading the next timer") as conn:
+            due: datetime | None = conn.scalar(select(func.min(t.timers.c.due_at)))
+        return due
+
+    # -- reading, for people ----------------------------------------------------------------
+
+    def instance(self, saga_id: str) -> InstanceRecord:
+        record = self.instances([saga_id]).get(saga_id)
+        if record is None:
+            raise UnknownSagaError(saga_id)
+        return record
+
+    def list_instances(
+        self,
+        *,
+        status: InstanceStatus | None = None,
+        saga_name: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[InstanceRecord]:
+        query = select(t.instances.c.state, t.instances.c.version)
+        if status is not None:
+            query = query.where(t.instances.c.status == InstanceStatus(status).value)
+        if saga_name is not None:
+            query = query.where(t.instances.c.saga_name == saga_name)
+        query = query.order_by(t.instances.c.updated_at.desc(), t.instances.c.saga_id)
+        with self._read("listing instances") as conn:
+            return [_instance(row) for row in conn.execute(query.limit(limit).offset(offset))]
+
+    def count_instances(self) -> dict[tuple[str, InstanceStatus], int]:
+        query = select(t.instances.c.saga_name, t.instances.c.status, func.count()).group_by(
+            t.instances.c.saga_name, t.instances.c.status
+        )
+        with self._read("counting instances") as conn:
+            return {(name, InstanceStatus(status)): n for name, status, n in conn.execute(query)}
+
+    def log(self, saga_id: str) -> list[LogEntry]:
+        query = select(t.event_log).where(t.event_log.c.saga_id == saga_id)
+        with self._read("reading a log") as conn:
+            return [_log_entry(row) for row in conn.execute(query.order_by(t.event_log.c.seq))]
+
+    def log_from(self, position: int, limit: int) -> list[LogEntry]:
+        query = (
+            select(t.event_log)
+            .where(t.event_log.c.position > position)
+            .order_by(t.event_log.c.position)
+            .limit(limit)
+        )
+        with self._read("reading the log") as conn:
+            return [_log_entry(row) for row in conn.execute(query)]
+
+    def timers(self, saga_id: str | None = None) -> list[TimerRecord]:
+        query = select(t.timers.c.saga_id, t.timers.c.timer).order_by(t.timers.c.due_at)
+        if saga_id is not None:
+            query = query.where(t.timers.c.saga_id == saga_id)
+        with self._read("reading timers") as conn:
+            return [_timer(row) for row in conn.execute(query)]
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        query = select(t.dead_letters).order_by(t.dead_letters.c.id.desc()).limit(limit)
+        with self._read("reading dead letters") as conn:
+            return [
+                DeadLetter(
+                    reason=row.reason,
+                    payload=row.payload,
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    saga_id=row.saga_id,
+                    created_at=row.created_at,
+                    id=row.id,
+                )
+                for row in conn.execute(query)
+            ]
+
+    def queue_depth(self) -> int:
+        with self._read("counting the queue") as conn:
+            return int(conn.scalar(select(func.count()).where(t.inbox.c.queued)) or 0)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextmanager
+    def _translate(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (ConcurrencyConflictError, IntegrityError):
+            raise
+        except OperationalError as exc:
+            raise StoreError(f"{self._where}: {doing} failed: {exc.orig}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"{self._where}: {doing} failed: {exc}") from exc
+
+    @contextmanager
+    def _read(self, doing: str) -> Iterator[Connection]:
+        with self._translate(doing), self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self, doing: str) -> Iterator[Connection]:
+        with self._translate(doing), self.engine.connect() as conn:
+            conn.execution_options(sagas_write=True)
+            with conn.begin():
+                yield conn
+
+
+# -- rows <-> records -------------------------------------------------------------------------
+
+
+def _instance(row: Any) -> InstanceRecord:
+    return InstanceRecord(SagaState.model_validate_json(row.state), row.version)
+
+
+def _instance_row(record: InstanceRecord) -> dict[str, Any]:
+    state = record.state
+    return {
+        "saga_id": state.saga_id,
+        "saga_name": state.saga_name,
+        "definition_version": state.definition_version,
+        "correlation_key": state.correlation_key,
+        "status": state.status.value,
+        "state": state.model_dump_json(),
+        "version": record.version,
+        "created_at": state.started_at,
+        "updated_at": state.updated_at,
+    }
+
+
+def _log_row(entry: LogEntry) -> dict[str, Any]:
+    return {
+        "saga_id": entry.saga_id,
+        "seq": entry.seq,
+        "event_id": entry.event.event_id,
+        "event_type": entry.event.event_type,
+        "event": entry.event.to_json(),
+        "note": entry.note,
+        "effects": effects_adapter.dump_json(list(entry.effects), by_alias=True).decode(),
+        "ignored": entry.ignored,
+        "recorded_at": entry.recorded_at,
+    }
+
+
+def _log_entry(row: Any) -> LogEntry:
+    return LogEntry(
+        saga_id=row.saga_id,
+        seq=row.seq,
+        event=Event.model_validate_json(row.event),
+        note=row.note,
+        effects=tuple(effects_adapter.validate_json(row.effects)),
+        ignored=row.ignored,
+        recorded_at=row.recorded_at,
+        position=row.position,
+    )
+
+
+def _outbox_key(effect: OutboxEffect) -> str:
+    match effect:
+        case PublishCommand(command=command):
+            return command.event_id
+        case DeliverEvent(event=event):
+            return f"{event.event_id}/deliver"
+        case InvokeHandler(idempotency_key=key):
+            return key
+    raise AssertionError(effect)
+
+
+def _timer(row: Any) -> TimerRecord:
+    return TimerRecord(row.saga_id, ScheduleTimer.model_validate_json(row.timer))
+
+
+# -- dialect hooks ----------------------------------------------------------------------------
+
+
+def _create_engine(url: str, dialect: str) -> Engine:
+    if dialect != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so writes can BEGIN IMMEDIATE (no lock
+        # upgrade deadlocks between processes) and reads stay plain deferred transactions.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("sagas_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
+    "foreign_keys=ON",
+    "busy_timeout=30000",
+    "temp_store=MEMORY",
+    "cache_size=-65536",
+)
+"""Connection settings of every SQLite connection (the benchmarks' raw baseline uses them too)."""
+
+
+def _insert_or_skip(dialect: str, table: Any, keys: list[str]) -> Any:
+    """INSERT that skips rows whose unique ``keys`` already exist."""
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
+    raise StoreError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+def _alembic_config(conn: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", "sagas.store:migrations")
+    config.attributes["connection"] = conn
+    return config
