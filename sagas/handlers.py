@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, TypeVar, overload
 
 from sagas.errors import SagaError
@@ -20,6 +21,7 @@ __all__ = [
     "StepContext",
     "StepFailed",
     "UnknownHandlerError",
+    "import_handler_modules",
     "import_handlers",
 ]
 
@@ -116,22 +118,32 @@ class HandlerRegistry(Mapping[str, Handler]):
         return len(self._handlers)
 
 
-def import_handlers(modules: Iterable[str]) -> HandlerRegistry:
-    """Import ``modules`` and merge the ``handlers`` registry each one defines.
+def import_handler_modules(modules: Iterable[str]) -> list[ModuleType]:
+    """Import handler modules: each defines ``handlers`` (a registry) and/or ``subscribe(bus)``.
 
-    :raises SagaError: for a module that cannot be imported or has no ``handlers`` registry.
+    :raises SagaError: for a module that cannot be imported or defines neither.
     """
-    merged = HandlerRegistry()
+    imported = []
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
             raise SagaError(f"cannot import handler module {module_name!r}: {exc}") from exc
         registry = getattr(module, "handlers", None)
-        if not isinstance(registry, Mapping):
+        if registry is not None and not isinstance(registry, Mapping):
+            raise SagaError(f"handler module {module_name!r}: `handlers` is not a registry")
+        if registry is None and not callable(getattr(module, "subscribe", None)):
             raise SagaError(
-                f"handler module {module_name!r} defines no `handlers` registry "
-                "(a sagas.HandlerRegistry, or a SagaBuilder's .handlers)"
+                f"handler module {module_name!r} defines neither `handlers` "
+                "(a sagas.HandlerRegistry) nor `subscribe(bus)`"
             )
-        merged.update(registry)
+        imported.append(module)
+    return imported
+
+
+def import_handlers(modules: Iterable[str]) -> HandlerRegistry:
+    """The handlers of every module of :func:`import_handler_modules`, merged."""
+    merged = HandlerRegistry()
+    for module in import_handler_modules(modules):
+        merged.update(getattr(module, "handlers", None) or {})
     return merged

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import click
 
+from sagas.cli.db import db
 from sagas.cli.definitions import graph, schema, validate
+from sagas.cli.demo import demo
+from sagas.cli.inspect import list_instances, show
+from sagas.cli.runtime import publish, worker
 
 __all__ = ["cli", "main"]
 
@@ -15,9 +19,8 @@ def cli() -> None:
     """Event-driven saga orchestration: define, run, watch and steer sagas."""
 
 
-cli.add_command(validate)
-cli.add_command(graph)
-cli.add_command(schema)
+for command in (validate, graph, schema, worker, publish, list_instances, show, demo, db):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -156,4 +156,18 @@ def dump_definition(definition: SagaDefinition) -> str:
     """The definition as YAML (defaults left out); :func:`parse_definition` reads it back equal."""
     data = definition.model_dump(mode="json", exclude_defaults=True)
     data["steps"] = [{"name": step.pop("name"), **step} for step in data["steps"]]
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
+
+
+class _Dumper(yaml.SafeDumper):
+    """A safe dumper that writes every string so that it reads back the same."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    # PyYAML writes NEL (U+0085) raw into a single-quoted scalar, where it reads back as a
+    # line break; double quotes escape it as \N.
+    style = '"' if "\x85" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)

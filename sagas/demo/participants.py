@@ -29,12 +29,15 @@ class Participants:
     seed: int = 0
     counts: dict[str, int] = field(default_factory=dict)
 
-    def attach(self, bus: EventBus, handlers: HandlerRegistry) -> None:
-        """Subscribe the services to their commands and register the payment handlers."""
+    def subscribe(self, bus: EventBus) -> None:
+        """Subscribe the inventory and shipping services to their commands on ``bus``."""
         self._bus = bus
         bus.subscribe("ReserveInventory", self.reserve_inventory)
         bus.subscribe("ReleaseInventory", self.release_inventory)
         bus.subscribe("ShipOrder", self.ship_order)
+
+    def register(self, handlers: HandlerRegistry) -> None:
+        """Register the payment handlers."""
         handlers.register(self.take_payment, "take_payment")
         handlers.register(self.refund_payment, "refund_payment")
 

@@ -27,6 +27,7 @@ from sagas.engine.decide import Decision, decide
 from sagas.engine.effects import (
     CancelTimer,
     DeliverEvent,
+    Finish,
     InvokeHandler,
     PublishCommand,
     ScheduleTimer,
@@ -69,6 +70,7 @@ class _Batch:
     changes: Changes = field(default_factory=Changes)
     working: dict[str, _Working] = field(default_factory=dict)
     timers: dict[str, TimerRecord] = field(default_factory=dict)
+    finished: list[SagaState] = field(default_factory=list)
 
 
 class Engine:
@@ -95,6 +97,8 @@ class Engine:
         self._caller = Caller(concurrency)
         self._router = Router()
         self._definitions: dict[tuple[str, int], SagaDefinition] = {}
+        self.on_finish: list[Callable[[SagaState], None]] = []
+        """Called with the final state of every instance that ends, after the commit."""
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -170,6 +174,10 @@ class Engine:
             self.store.apply(batch.changes)
         except ConcurrencyConflictError as exc:
             log.warning("batch not committed, will be retried: %s", exc)
+            return len(queued)
+        for listener in self.on_finish:
+            for state in batch.finished:
+                listener(state)
         return len(queued)
 
     def _decide_one(
@@ -223,6 +231,8 @@ class Engine:
                 case CancelTimer(timer_id=timer_id):
                     if batch.timers.pop(timer_id, None) is None:
                         changes.timers_removed.append(timer_id)
+                case Finish():
+                    batch.finished.append(state)
         record = InstanceRecord(state, working.version)
         changes.created = [r for r in changes.created if r.saga_id != state.saga_id]
         changes.updated = [(r, v) for r, v in changes.updated if r.saga_id != state.saga_id]

@@ -1,0 +1,57 @@
+"""What the CLI commands share: the ``--db`` option, opening the store, error reporting."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from sagas.errors import SagaError
+from sagas.store.sql import DEFAULT_DATABASE_URL, SQLStore
+
+__all__ = ["DB_ENV", "console", "db_option", "open_store", "reports_errors"]
+
+DB_ENV = "SAGAS_DATABASE_URL"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def console() -> Console:
+    """A console on the command's stdout (so click's test runner sees it)."""
+    return Console(file=sys.stdout, width=120, highlight=False)
+
+
+def db_option(default: str | None = DEFAULT_DATABASE_URL) -> Callable[[F], F]:
+    """``--db URL_OR_PATH``: a SQLAlchemy URL or a SQLite file path; else $SAGAS_DATABASE_URL."""
+    return click.option(
+        "--db",
+        envvar=DB_ENV,
+        default=default,
+        show_default=default is not None,
+        metavar="URL_OR_PATH",
+        help=f"Database: a SQLAlchemy URL or a SQLite file path (env {DB_ENV}).",
+    )
+
+
+def open_store(db: str) -> SQLStore:
+    """The store on ``db``; errors become a clear CLI error."""
+    try:
+        return SQLStore(db)
+    except SagaError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def reports_errors(command: F) -> F:
+    """Turn the engine's errors into ``Error: <message>`` and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SagaError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,136 @@
+"""``sagas worker`` and ``sagas publish``: running the engine and feeding it events."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from sagas.cli.common import db_option, open_store, reports_errors
+from sagas.clock import SystemClock
+from sagas.config import EngineConfig, load_config
+from sagas.events import Event, EventError
+from sagas.runtime.setup import build_engine
+from sagas.store.sql import DEFAULT_DATABASE_URL
+
+__all__ = ["publish", "worker"]
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="A TOML configuration (see engine/sagas.toml).",
+)
+@click.option(
+    "--definitions",
+    multiple=True,
+    type=click.Path(exists=True),
+    help="Definition files or folders (repeatable; adds to the configuration's).",
+)
+@click.option(
+    "--handlers",
+    "handler_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Handler module (repeatable; adds to the configuration's).",
+)
+@click.option("--concurrency", type=click.IntRange(1, 1024), help="Handlers run at once.")
+@click.option("--until-idle", is_flag=True, help="Exit once nothing is queued, pending or due.")
+@db_option(default=None)
+@reports_errors
+def worker(
+    config_file: str | None,
+    definitions: tuple[str, ...],
+    handler_modules: tuple[str, ...],
+    concurrency: int | None,
+    until_idle: bool,
+    db: str | None,
+) -> None:
+    """Run the engine: decide queued events, relay the outbox, fire timers. Stops on SIGTERM
+    or Ctrl-C after the current round (a SIGKILL loses nothing either)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    config = load_config(config_file) if config_file else EngineConfig()
+    config = config.model_copy(
+        update={
+            "definitions": (*config.definitions, *map(Path, definitions)),
+            "handler_modules": (*config.handler_modules, *handler_modules),
+            "concurrency": concurrency or config.concurrency,
+        }
+    )
+    if not config.definitions:
+        raise click.UsageError("no definitions: pass --definitions or a --config that has some")
+    sys.path.insert(0, str(Path.cwd()))  # handler modules of the project being run
+    url = db or config.database_url or DEFAULT_DATABASE_URL
+    engine = build_engine(config, database_url=url, clock=SystemClock())
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        logging.getLogger("sagas.worker").info("signal %d: stopping after this round", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    logging.getLogger("sagas.worker").info(
+        "worker on %s: %d saga definition(s), %d handler(s)",
+        url,
+        len(engine.store.definitions()),
+        len(engine.handlers),
+    )
+    try:
+        if until_idle:
+            engine.run_until_idle()
+        else:
+            engine.run(stop, poll_interval=config.poll_interval.total_seconds())
+    finally:
+        engine.close()
+
+
+@click.command()
+@click.argument("event_json", required=False, metavar="[JSON | -]")
+@click.option("--type", "event_type", metavar="TYPE", help="Event type (instead of JSON).")
+@click.option("--data", metavar="JSON", help="Event data as a JSON object (with --type).")
+@click.option("--saga-id", help="Address the event to one saga instance (with --type).")
+@db_option()
+@reports_errors
+def publish(
+    event_json: str | None,
+    event_type: str | None,
+    data: str | None,
+    saga_id: str | None,
+    db: str,
+) -> None:
+    """Publish an event: a full JSON event (argument, or - for stdin) or --type/--data.
+
+    The event is queued durably; a worker decides it. An eventId seen before is ignored.
+    """
+    if (event_json is None) == (event_type is None):
+        raise click.UsageError("give either an event as JSON or --type (with --data)")
+    try:
+        if event_type is not None:
+            try:
+                payload = json.loads(data) if data else {}
+            except ValueError as exc:
+                raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+            if not isinstance(payload, dict):
+                raise click.BadParameter("must be a JSON object", param_hint="--data")
+            event = Event.create(event_type, payload, at=SystemClock().now(), saga_id=saga_id)
+        else:
+            text = sys.stdin.read() if event_json == "-" else str(event_json)
+            event = Event.from_json(text)
+    except EventError as exc:
+        raise click.ClickException(str(exc)) from None
+    store = open_store(db)
+    try:
+        new = store.enqueue([event]) == 1
+    finally:
+        store.close()
+    state = "queued" if new else "already known, ignored"
+    click.echo(f"{event.event_type} {event.event_id}: {state}")

@@ -1,0 +1,63 @@
+"""The worker's configuration file, ``engine/sagas.toml`` is the reference."""
+
+from __future__ import annotations
+
+import tomllib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sagas.definitions.durations import Duration
+from sagas.errors import SagaError
+
+__all__ = ["ConfigError", "EngineConfig", "load_config"]
+
+
+class ConfigError(SagaError):
+    """The configuration file is unreadable or invalid; the message names file and key."""
+
+
+class EngineConfig(BaseModel):
+    """How a worker runs. Relative paths are relative to the configuration file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL or SQLite file; --db and SAGAS_DATABASE_URL win."
+    )
+    definitions: tuple[Path, ...] = Field((), description="Definition files or folders.")
+    handler_modules: tuple[str, ...] = Field(
+        (), description="Modules defining `handlers` and/or `subscribe(bus)`."
+    )
+    concurrency: int = Field(1, ge=1, le=1024, description="Handlers/subscribers run at once.")
+    batch_size: int = Field(200, ge=1, le=10_000, description="Events decided per transaction.")
+    poll_interval: Duration = Field(timedelta(milliseconds=50), description="Idle wait.")
+
+
+def load_config(path: str | Path) -> EngineConfig:
+    """Read the ``[engine]`` table of a TOML file.
+
+    :raises ConfigError: naming the file and the offending key.
+    """
+    file = Path(path)
+    try:
+        raw = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    unknown = sorted(set(raw) - {"engine"})
+    if unknown:
+        raise ConfigError(f"{file}: unknown table(s) {', '.join(unknown)}; expected [engine]")
+    table: dict[str, Any] = dict(raw.get("engine", {}))
+    if "definitions" in table and isinstance(table["definitions"], list):
+        table["definitions"] = [file.parent / str(p) for p in table["definitions"]]
+    try:
+        return EngineConfig.model_validate(table)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"engine.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"{file}: {problems}") from None
