@@ -21,7 +21,7 @@ from sagas.definitions import (
     to_mermaid,
 )
 from sagas.errors import DefinitionError, Problem, SagaError
-from sagas.handlers import Handler, HandlerRegistry, StepContext, UnknownHandlerError
+from sagas.handlers import Handler, HandlerRegistry, StepContext, StepFailed, UnknownHandlerError
 
 __all__ = [
     "Command",
@@ -37,6 +37,7 @@ __all__ = [
     "SagaError",
     "Step",
     "StepContext",
+    "StepFailed",
     "StepKind",
     "UnknownHandlerError",
     "Wait",

@@ -58,12 +58,15 @@ class StepFailed(SagaError):  # noqa: N818 - a business outcome, raised by user 
     without the retries that any other exception gets."""
 
 
-class UnknownHandlerError(SagaError, LookupError):
+class UnknownHandlerError(SagaError, KeyError):
     """No handler is registered under the name a definition uses."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         super().__init__(f"no handler is registered as {name!r}")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
 
 
 class HandlerRegistry(Mapping[str, Handler]):

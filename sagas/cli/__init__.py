@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import click
 
 from sagas.cli.db import db
@@ -17,6 +20,9 @@ __all__ = ["cli", "main"]
 @click.version_option(package_name="sagas-engine")
 def cli() -> None:
     """Event-driven saga orchestration: define, run, watch and steer sagas."""
+    # Handler modules of the project in the current folder import as they would with `python -m`.
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 for command in (validate, graph, schema, worker, publish, list_instances, show, demo, db):

@@ -67,7 +67,6 @@ def worker(
     )
     if not config.definitions:
         raise click.UsageError("no definitions: pass --definitions or a --config that has some")
-    sys.path.insert(0, str(Path.cwd()))  # handler modules of the project being run
     url = db or config.database_url or DEFAULT_DATABASE_URL
     engine = build_engine(config, database_url=url, clock=SystemClock())
     stop = threading.Event()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 from sagas.definitions.durations import format_duration
 from sagas.definitions.graph import Path
@@ -125,9 +125,13 @@ class SagaBuilder:
         """Add a durable sleep."""
         self._add(name, {"delay": _dump_duration(duration)}, locals())
 
+    @overload
+    def handler(self, fn: H, /) -> H: ...
+    @overload
     def handler(
         self,
         name: str | None = None,
+        /,
         *,
         timeout: DurationLike | None = None,
         retry: RetryPolicy | None = None,
@@ -136,16 +140,32 @@ class SagaBuilder:
         when: str | None = None,
         pivot: bool = False,
         description: str = "",
-    ) -> Callable[[H], H]:
-        """Decorator: the function becomes a registered handler and a step (named after it)."""
+    ) -> Callable[[H], H]: ...
+    def handler(
+        self,
+        name: H | str | None = None,
+        /,
+        *,
+        timeout: DurationLike | None = None,
+        retry: RetryPolicy | None = None,
+        compensation: Compensation | None = None,
+        after: Sequence[str] | None = None,
+        when: str | None = None,
+        pivot: bool = False,
+        description: str = "",
+    ) -> H | Callable[[H], H]:
+        """Decorator (``@saga.handler`` or ``@saga.handler("name", retry=...)``): the function
+        becomes a registered handler and a step, named after it unless a name is given."""
         options = dict(locals())
 
-        def decorate(fn: H) -> H:
-            step = name or fn.__name__
+        def decorate(fn: H, depth: int = 2) -> H:
+            step = name if isinstance(name, str) else fn.__name__
             self.handlers.register(fn, step)
-            self._add(step, {"handler": step}, options)
+            self._add(step, {"handler": step}, options, depth)
             return fn
 
+        if callable(name):
+            return decorate(name, depth=3)
         return decorate
 
     def compensate(
@@ -171,9 +191,11 @@ class SagaBuilder:
             raw, source=self._source, locate=self._locate, handlers=set(self.handlers)
         )
 
-    def _add(self, name: str, action: dict[str, Any], options: Mapping[str, Any]) -> None:
-        # Two frames up is the user's line: the public method (or decorator) called from it.
-        self._lines[("steps", len(self._steps))] = _call_site(2)[1]
+    def _add(
+        self, name: str, action: dict[str, Any], options: Mapping[str, Any], depth: int = 2
+    ) -> None:
+        # ``depth`` frames up is the user's line: the public method (or decorator) called there.
+        self._lines[("steps", len(self._steps))] = _call_site(depth)[1]
         step: dict[str, Any] = {"name": name, **action}
         for key in ("description", "after", "when", "pivot", "timeout", "retry", "compensation"):
             value = options.get(key)

@@ -21,7 +21,7 @@ _UNITS = {
 _PART = r"(\d+(?:\.\d+)?)(d|h|ms|m|s|us)"
 _COMPACT = re.compile(rf"^(?:{_PART})+$")
 _PARTS = re.compile(_PART)
-_ISO_PATTERN = r"P(?:\d+(?:\.\d+)?[YMWD])*(?:T(?:\d+(?:\.\d+)?[HMS])+)?"
+_ISO_PATTERN = r"P(?=\d|T\d)(?:\d+(?:\.\d+)?[YMWD])*(?:T(?:\d+(?:\.\d+)?[HMS])+)?"
 _PATTERN = rf"^(?:(?:\d+(?:\.\d+)?(?:d|h|ms|m|s|us))+|{_ISO_PATTERN})$"
 _ISO = TypeAdapter(timedelta)
 
@@ -80,9 +80,9 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema(
         {
-            "type": "string",
-            "pattern": _PATTERN,
-            "description": "A duration: 30s, 5m, 2h, 1d, sums like 1h30m, or ISO-8601 (PT30S).",
+            "anyOf": [{"type": "string", "pattern": _PATTERN}, {"type": "number", "minimum": 0}],
+            "description": "A duration: 30s, 5m, 2h, 1d, sums like 1h30m, ISO-8601 (PT30S), "
+            "or a number of seconds.",
         }
     ),
 ]

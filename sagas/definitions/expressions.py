@@ -15,7 +15,9 @@ from jmespath.functions import Functions
 from jmespath.parser import ParsedResult
 from pydantic import AfterValidator, WithJsonSchema
 
-__all__ = ["Expression", "compile_expression", "evaluate", "is_truthy"]
+from sagas.errors import SagaError
+
+__all__ = ["Expression", "ExpressionError", "compile_expression", "evaluate", "is_truthy"]
 
 
 @lru_cache(maxsize=4096)
@@ -36,9 +38,19 @@ def compile_expression(text: str) -> ParsedResult:
     return parsed
 
 
+class ExpressionError(SagaError, ValueError):
+    """An expression failed on the data it was given (a type mismatch, a bad function call)."""
+
+
 def evaluate(text: str, data: Any) -> Any:
-    """Evaluate the expression ``text`` against ``data`` (a JSON-like value)."""
-    return compile_expression(text).search(data)
+    """Evaluate the expression ``text`` against ``data`` (a JSON-like value).
+
+    :raises ExpressionError: naming the expression and what went wrong.
+    """
+    try:
+        return compile_expression(text).search(data)
+    except (JMESPathError, TypeError, ValueError) as exc:
+        raise ExpressionError(f"expression {text!r} failed: {exc}") from None
 
 
 def is_truthy(value: Any) -> bool:

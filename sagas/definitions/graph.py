@@ -9,7 +9,8 @@ Rules (each reported with the path of the offending field):
   parallel step could fail after the pivot succeeded, and the pivot cannot be undone;
 * a ``handler`` or ``command`` step that is not the pivot and not after it needs a
   ``compensation`` (a later failure must be able to undo it); ``wait`` and ``delay`` steps change
-  nothing and need none. A step that needs no undo yet is not last in every path is the pivot;
+  nothing and need none. A step that cannot or need not be undone (the last one, say) is marked
+  as the pivot;
 * a compensation on the pivot or on a step after it never runs, so it is refused;
 * handlers are registered (when the registry is known) and event types are declared (when the
   definition lists ``events``); a reply type cannot mean both success and failure.

@@ -8,9 +8,17 @@ from __future__ import annotations
 
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    model_validator,
+)
 
 from sagas.definitions.durations import Duration
 from sagas.definitions.expressions import Expression
@@ -41,7 +49,18 @@ def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
-EventTypes = Annotated[tuple[EventType, ...], BeforeValidator(_as_list)]
+EventTypes = Annotated[
+    tuple[EventType, ...],
+    BeforeValidator(_as_list),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": EVENT_TYPE_PATTERN},
+                {"type": "array", "items": {"type": "string", "pattern": EVENT_TYPE_PATTERN}},
+            ]
+        }
+    ),
+]
 """One event type or a list of them (``failure: PaymentDeclined`` or ``failure: [A, B]``)."""
 
 
@@ -93,14 +112,24 @@ class Command(_Frozen):
         description="Command data: output key -> expression over the saga data. "
         "Omitted: the whole saga data is sent.",
     )
-    success: EventTypes = Field((), description="Reply event type(s) that mean the command worked.")
+    success: EventTypes = Field(
+        (),
+        description="Reply event type(s) that mean the command worked. Omitted: the step is "
+        "done once the command is published (fire and forget).",
+    )
     failure: EventTypes = Field((), description="Reply event type(s) that mean it failed.")
+
+    @model_validator(mode="after")
+    def _replies(self) -> Command:
+        if self.failure and not self.success:
+            raise ValueError("a command with failure replies needs success replies too")
+        return self
 
 
 class Wait(_Frozen):
     """Wait for an outside event (an approval, a payment callback) correlated to the saga."""
 
-    event: EventTypes = Field(description="Event type(s) that complete the step.")
+    event: EventTypes = Field(min_length=1, description="Event type(s) that complete the step.")
     failure: EventTypes = Field((), description="Event type(s) that fail the step.")
     correlation: Expression | None = Field(
         None,
@@ -140,8 +169,8 @@ class ActionSpec(_Frozen):
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(f"needs exactly one of handler, command, wait, delay (found: {found})")
-        if self.delay is not None and self.timeout is not None:
-            raise ValueError("a delay has no timeout")
+        if self.delay is not None and {"timeout", "retry"} & self.model_fields_set:
+            raise ValueError("a delay has no timeout or retry")
         if self.timeout is not None and self.timeout <= timedelta():
             raise ValueError("timeout must be longer than 0s")
         return self
@@ -229,7 +258,14 @@ class SagaDefinition(_Frozen):
 
     def dependencies(self, step: Step) -> tuple[str, ...]:
         """Names of the steps ``step`` waits for (the written order when it has no ``after``)."""
-        if step.after is not None:
-            return step.after
-        index = self.steps.index(step)
-        return (self.steps[index - 1].name,) if index else ()
+        return self.dependency_map[step.name]
+
+    @cached_property
+    def dependency_map(self) -> dict[str, tuple[str, ...]]:
+        """Step name -> names of the steps it waits for."""
+        dependencies: dict[str, tuple[str, ...]] = {}
+        previous: tuple[str, ...] = ()
+        for step in self.steps:
+            dependencies[step.name] = step.after if step.after is not None else previous
+            previous = (step.name,)
+        return dependencies

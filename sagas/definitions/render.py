@@ -41,8 +41,7 @@ def _edges(definition: SagaDefinition) -> Iterator[tuple[str, str]]:
 
 def to_mermaid(definition: SagaDefinition) -> str:
     """A Mermaid flowchart: steps with their actions, compensations as dashed ``undo`` edges."""
-    # Mermaid ids are positional (s0, s1, ...): step names may hold characters Mermaid reserves.
-    ids = {START: "start", END: "done"} | {s.name: f"s{i}" for i, s in enumerate(definition.steps)}
+    ids = _ids(definition)
     lines = ["flowchart TD", f"  start([{_quote(definition.trigger)}])", "  done([completed])"]
     for step in definition.steps:
         label = _quote(f"{step.name}\n{describe_action(step)}")
@@ -62,23 +61,30 @@ def _quote(text: str) -> str:
 
 def to_dot(definition: SagaDefinition) -> str:
     """A Graphviz digraph: steps, the pivot as a hexagon, compensations as dashed red edges."""
+    ids = _ids(definition)
     lines = [
         f"digraph {json.dumps(definition.name)} {{",
         "  rankdir=TB;",
         "  node [shape=box, style=rounded];",
-        f"  {START} [shape=oval, label={json.dumps(definition.trigger)}];",
-        f'  {END} [shape=oval, label="completed"];',
+        f"  start [shape=oval, label={json.dumps(definition.trigger)}];",
+        '  done [shape=oval, label="completed"];',
     ]
     for step in definition.steps:
+        node = ids[step.name]
         shape = ", shape=hexagon" if step.pivot else ""
         label = json.dumps(f"{step.name}\n{describe_action(step)}")
-        lines.append(f"  {json.dumps(step.name)} [label={label}{shape}];")
+        lines.append(f"  {node} [label={label}{shape}];")
         if step.compensation is not None:
-            undo = json.dumps(f"{step.name}__undo")
             label = json.dumps(f"undo {step.name}\n{describe_action(step.compensation)}")
-            lines.append(f"  {undo} [label={label}, color=red];")
-            lines.append(f"  {json.dumps(step.name)} -> {undo} [style=dashed, color=red];")
-    for source, target in _edges(definition):
-        lines.append(f"  {json.dumps(source)} -> {json.dumps(target)};")
+            lines.append(f"  {node}_undo [label={label}, color=red];")
+            lines.append(f"  {node} -> {node}_undo [style=dashed, color=red];")
+    lines += [f"  {ids[source]} -> {ids[target]};" for source, target in _edges(definition)]
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _ids(definition: SagaDefinition) -> dict[str, str]:
+    # Node ids are positional (s0, s1, ...): step names may hold characters a format reserves,
+    # or collide with the start and end nodes.
+    steps = {step.name: f"s{index}" for index, step in enumerate(definition.steps)}
+    return {START: "start", END: "done", **steps}

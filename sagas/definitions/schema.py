@@ -18,7 +18,7 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 def json_schema() -> dict[str, Any]:
     """The schema of a saga definition file, for editors and other tools."""
     schema = SagaDefinition.model_json_schema(mode="validation")
-    return {"$schema": SCHEMA_DIALECT, "title": "Saga definition", **schema}
+    return {**schema, "$schema": SCHEMA_DIALECT, "title": "Saga definition"}
 
 
 def json_schema_text() -> str:

@@ -25,9 +25,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import networkx as nx
-from jmespath.exceptions import JMESPathError
 
-from sagas.definitions.expressions import evaluate, is_truthy
+from sagas.definitions.expressions import ExpressionError, evaluate, is_truthy
 from sagas.definitions.graph import step_graph
 from sagas.definitions.model import ActionSpec, Command, Delay, HandlerCall, SagaDefinition, Wait
 from sagas.engine.effects import (
@@ -77,8 +76,8 @@ def correlation_key(expression: str, data: Any) -> str:
     """
     try:
         value = evaluate(expression, data)
-    except JMESPathError as exc:
-        raise CorrelationError(f"correlation {expression!r} failed: {exc}") from None
+    except ExpressionError as exc:
+        raise CorrelationError(f"correlation: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
         raise CorrelationError(f"correlation {expression!r} gives no key (found {value!r})")
     return str(value)
@@ -208,8 +207,13 @@ class _Transition:
 
     def on_deadline(self) -> Decision:
         deadline = self.definition.deadline
+        reason = f"deadline of {deadline} passed"
         if self.status == InstanceStatus.RUNNING:
-            self.begin_compensation(f"deadline of {deadline} passed")
+            if self.past_pivot():
+                return self.ignore(f"{reason} after the pivot: the saga can only go forward")
+            self.begin_compensation(reason)
+        elif self.reason == reason:
+            return self.ignore("deadline already passed")  # the one deadline timer, again
         elif self.status == InstanceStatus.COMPENSATING:
             # Steps still in flight would hold compensation back for good: stop waiting for them.
             in_flight = [n for n, s in self.steps.items() if s.status == StepStatus.RUNNING]
@@ -221,6 +225,7 @@ class _Transition:
 
     def on_message(self) -> Decision:
         kind = self.event.event_type
+        mismatch = None  # parallel steps may share a reply type: the causation picks the step
         for step in self.definition.steps:
             for undo in (False, True):
                 spec = step.compensation if undo else step
@@ -232,9 +237,10 @@ class _Transition:
                 expected = self.action_id(step.name, self.attempt_of(step.name, undo), undo)
                 cause = self.event.causation_id
                 if isinstance(spec.action, Command) and cause and cause != expected:
-                    return self.ignore(
+                    mismatch = mismatch or (
                         f"reply to {cause!r}, step {step.name!r} awaits {expected!r}"
                     )
+                    continue
                 if outcome:
                     self.succeed(step.name, undo, dict(self.event.data))
                 else:
@@ -242,7 +248,7 @@ class _Transition:
                     error = f"{kind}" + (f": {reason}" if reason else "")
                     self.fail(step.name, undo, error, retryable=False)
                 return self.finish()
-        return self.ignore(f"no step is waiting for {kind}")
+        return self.ignore(mismatch or f"no step is waiting for {kind}")
 
     # -- step lifecycle -------------------------------------------------------------------
 
@@ -270,9 +276,16 @@ class _Transition:
             if step.when is not None:
                 try:
                     run = is_truthy(evaluate(step.when, self.data))
-                except JMESPathError as exc:
-                    self.set_step(step.name, status=StepStatus.FAILED, error=f"when: {exc}")
-                    self.begin_compensation(f"step {step.name!r}: when: {exc}")
+                except ExpressionError as exc:
+                    error = f"when: {exc}"
+                    self.set_step(step.name, status=StepStatus.FAILED, error=error)
+                    if step.name in _after_pivot(self.definition):
+                        self.end(
+                            InstanceStatus.FAILED,
+                            f"step {step.name!r} after the pivot gave up: {error}",
+                        )
+                    else:
+                        self.begin_compensation(f"step {step.name!r}: {error}")
                     break
                 if not run:
                     self.set_step(step.name, status=StepStatus.SKIPPED, finished_at=self.now)
@@ -337,7 +350,7 @@ class _Transition:
                 if command.data is None
                 else {key: evaluate(expr, self.data) for key, expr in command.data.items()}
             )
-        except JMESPathError as exc:
+        except ExpressionError as exc:
             self.fail(name, undo, f"command data: {exc}", retryable=False)
             return
         event = Event.create(
@@ -427,6 +440,16 @@ class _Transition:
     def attempt_of(self, name: str, undo: bool) -> int:
         step_state = self.steps[name]
         return step_state.undo_attempt if undo else step_state.attempt
+
+    def past_pivot(self) -> bool:
+        """Whether the pivot is done or its handler or command is in flight: from then on the
+        saga cannot be undone, only go forward."""
+        pivot = next((step for step in self.definition.steps if step.pivot), None)
+        if pivot is None:
+            return False
+        if self.steps[pivot.name].status in _DONE:
+            return True
+        return self.awaits(pivot.name, False) and isinstance(pivot.action, HandlerCall | Command)
 
     def in_flight(self, name: str, undo: bool) -> bool:
         wanted = StepStatus.COMPENSATING if undo else StepStatus.RUNNING

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +39,11 @@ class Caller:
             outcomes = [_call(fn) for fn in calls]
             pending = [i for i, o in enumerate(outcomes) if inspect.isawaitable(o.value)]
             if pending:
-                awaited = self._loop().run(self._gather([outcomes[i].value for i in pending]))
+                awaited = self._run(self._gather([outcomes[i].value for i in pending]))
                 for index, outcome in zip(pending, awaited, strict=True):
                     outcomes[index] = outcome
             return outcomes
-        return self._loop().run(self._gather([_threaded(fn) for fn in calls]))
+        return self._run(self._gather([_threaded(fn) for fn in calls]))
 
     def close(self) -> None:
         """Stop the event loop, if one was started."""
@@ -50,10 +51,12 @@ class Caller:
             self._runner.close()
             self._runner = None
 
-    def _loop(self) -> asyncio.Runner:
+    def _run(self, coroutine: Coroutine[Any, Any, list[Outcome]]) -> list[Outcome]:
         if self._runner is None:
             self._runner = asyncio.Runner()
-        return self._runner
+        # In the caller's context, not the one the runner copied when it was created: context
+        # variables set around this call (the bus's collecting of published events) must hold.
+        return self._runner.run(coroutine, context=contextvars.copy_context())
 
     async def _gather(self, awaitables: Sequence[Any]) -> list[Outcome]:
         limit = asyncio.Semaphore(self.concurrency)

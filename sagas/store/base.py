@@ -76,6 +76,10 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def seen(self, event_ids: Collection[str]) -> set[str]:
+        """Those of ``event_ids`` the inbox has (queued or processed)."""
+
+    @abstractmethod
     def queued(self, limit: int) -> list[QueuedEvent]:
         """The oldest queued events, by global position."""
 

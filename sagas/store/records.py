@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sagas.engine.effects import Effect, OutboxEffect, ScheduleTimer
+from sagas.engine.effects import (
+    DeliverEvent,
+    Effect,
+    InvokeHandler,
+    OutboxEffect,
+    PublishCommand,
+    ScheduleTimer,
+)
 from sagas.engine.state import SagaState
 from sagas.events import Event
 
@@ -17,6 +24,7 @@ __all__ = [
     "OutboxItem",
     "QueuedEvent",
     "TimerRecord",
+    "outbox_key",
 ]
 
 
@@ -58,6 +66,18 @@ class LogEntry:
     position: int = 0
 
 
+def outbox_key(effect: OutboxEffect) -> str:
+    """The idempotency key of an outbox effect (unique in the outbox)."""
+    match effect:
+        case PublishCommand(command=command):
+            return command.event_id
+        case DeliverEvent(event=event):
+            return f"{event.event_id}/deliver"
+        case InvokeHandler(idempotency_key=key):
+            return key
+    raise AssertionError(effect)
+
+
 @dataclass(frozen=True)
 class OutboxItem:
     """An effect to carry out after its decision committed (at least once)."""
@@ -92,17 +112,20 @@ class DeadLetter:
 class Changes:
     """Everything one transaction writes: the unit of a (group) commit.
 
-    ``updated`` pairs each new record with the version it must still have in the store.
+    ``updated`` pairs each new record with the version it must still have in the store;
+    ``received`` are events decided in this transaction without having been queued (their ids
+    join the inbox as processed); ``outbox_done`` holds outbox keys (:func:`outbox_key`).
     """
 
     created: list[InstanceRecord] = field(default_factory=list)
     updated: list[tuple[InstanceRecord, int]] = field(default_factory=list)
     log: list[LogEntry] = field(default_factory=list)
     outbox: list[tuple[str, OutboxEffect]] = field(default_factory=list)
-    outbox_done: list[int] = field(default_factory=list)
+    outbox_done: list[str] = field(default_factory=list)
     timers: list[TimerRecord] = field(default_factory=list)
     timers_removed: list[str] = field(default_factory=list)
     processed: list[int] = field(default_factory=list)
+    received: list[Event] = field(default_factory=list)
     enqueue: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 

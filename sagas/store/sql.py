@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import (
     Connection,
     Engine,
+    Table,
     bindparam,
     create_engine,
     delete,
@@ -31,13 +32,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.sql.expression import Executable
 
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.effects import (
-    DeliverEvent,
-    InvokeHandler,
-    OutboxEffect,
-    PublishCommand,
     ScheduleTimer,
     effects_adapter,
     outbox_adapter,
@@ -46,6 +44,7 @@ from sagas.engine.state import InstanceStatus, SagaState
 from sagas.events import Event
 from sagas.store import schema as t
 from sagas.store.base import ConcurrencyConflictError, Store, StoreError, UnknownSagaError
+from sagas.store.bulk import BulkStatements
 from sagas.store.records import (
     Changes,
     DeadLetter,
@@ -54,6 +53,7 @@ from sagas.store.records import (
     OutboxItem,
     QueuedEvent,
     TimerRecord,
+    outbox_key,
 )
 
 __all__ = ["DEFAULT_DATABASE_URL", "SQLStore", "database_url"]
@@ -79,6 +79,7 @@ class SQLStore(Store):
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
         self.engine: Engine = _create_engine(self.url, self.dialect)
+        self._bulk = BulkStatements(self.engine.dialect)
         if migrate:
             self.upgrade()
 
@@ -149,6 +150,13 @@ class SQLStore(Store):
         with self._write("queueing events") as conn:
             return self._enqueue(conn, events)
 
+    def seen(self, event_ids: Collection[str]) -> set[str]:
+        if not event_ids:
+            return set()
+        query = select(t.inbox.c.event_id).where(t.inbox.c.event_id.in_(list(event_ids)))
+        with self._read("reading the inbox") as conn:
+            return set(conn.scalars(query))
+
     def queued(self, limit: int) -> list[QueuedEvent]:
         query = (
             select(t.inbox.c.position, t.inbox.c.event)
@@ -189,56 +197,39 @@ class SQLStore(Store):
             ) from exc
 
     def _apply(self, conn: Connection, changes: Changes) -> None:
+        run = self._bulk.execute
         if changes.created:
-            conn.execute(insert(t.instances), [_instance_row(r) for r in changes.created])
+            rows = [_instance_row(record) for record in changes.created]
+            run(conn, "create_instance", lambda: _insert(t.instances, rows[0]), rows)
         if changes.updated:
-            rows = [
-                {**_instance_row(record), "expected": expected}
-                for record, expected in changes.updated
-            ]
-            result = conn.execute(
-                update(t.instances)
-                .where(t.instances.c.saga_id == bindparam("b_saga_id"))
-                .where(t.instances.c.version == bindparam("expected"))
-                .values(
-                    status=bindparam("status"),
-                    state=bindparam("state"),
-                    version=bindparam("version"),
-                    updated_at=bindparam("updated_at"),
-                ),
-                [{**row, "b_saga_id": row["saga_id"]} for row in rows],
-            )
-            if result.rowcount != len(rows):
+            rows = [_instance_row(r) | {"expected": v} for r, v in changes.updated]
+            if run(conn, "update_instance", _update_instance, rows) != len(rows):
                 raise ConcurrencyConflictError(
                     f"{self._where}: an instance changed under this worker"
                 )
         if changes.log:
-            conn.execute(insert(t.event_log), [_log_row(entry) for entry in changes.log])
+            rows = [_log_row(entry) for entry in changes.log]
+            run(conn, "append_log", lambda: _insert(t.event_log, rows[0]), rows)
         if changes.processed:
-            conn.execute(
-                update(t.inbox)
-                .where(t.inbox.c.position == bindparam("b_position"))
-                .values(queued=False),
-                [{"b_position": position} for position in changes.processed],
-            )
+            rows = [{"b_position": position} for position in changes.processed]
+            run(conn, "processed", _mark_processed, rows)
         if changes.outbox:
             rows = [
                 {
                     "saga_id": saga_id,
-                    "key": _outbox_key(effect),
+                    "key": outbox_key(effect),
                     "effect": effect.model_dump_json(by_alias=True),
                     "pending": True,
                 }
                 for saga_id, effect in changes.outbox
             ]
-            conn.execute(_insert_or_skip(self.dialect, t.outbox, ["key"]), rows)
+            run(conn, "outbox", lambda: self._insert_or_skip(t.outbox, rows[0], "key"), rows)
         if changes.outbox_done:
-            conn.execute(
-                update(t.outbox).where(t.outbox.c.id == bindparam("b_id")).values(pending=False),
-                [{"b_id": item} for item in changes.outbox_done],
-            )
+            rows = [{"b_key": key} for key in changes.outbox_done]
+            run(conn, "outbox_done", _mark_outbox_done, rows)
         if changes.timers_removed:
-            conn.execute(delete(t.timers).where(t.timers.c.timer_id.in_(changes.timers_removed)))
+            rows = [{"b_timer_id": timer_id} for timer_id in changes.timers_removed]
+            run(conn, "remove_timer", _remove_timer, rows)
         if changes.timers:
             rows = [
                 {
@@ -249,11 +240,15 @@ class SQLStore(Store):
                 }
                 for record in changes.timers
             ]
-            conn.execute(_insert_or_skip(self.dialect, t.timers, ["timer_id"]), rows)
+            build = lambda: self._insert_or_skip(t.timers, rows[0], "timer_id")  # noqa: E731
+            run(conn, "timer", build, rows)
+        if changes.received:
+            # Decided without being queued: only the id is kept, for deduplication.
+            rows = [_inbox_row(event, queued=False) for event in changes.received]
+            run(conn, "received", lambda: _insert(t.inbox, rows[0]), rows)
         if changes.enqueue:
             self._enqueue(conn, changes.enqueue)
         if changes.dead_letters:
-            now = datetime.now(UTC)
             conn.execute(
                 insert(t.dead_letters),
                 [
@@ -263,25 +258,26 @@ class SQLStore(Store):
                         "saga_id": letter.saga_id,
                         "payload": letter.payload,
                         "reason": letter.reason,
-                        "created_at": letter.created_at or now,
+                        "created_at": letter.created_at,
                     }
                     for letter in changes.dead_letters
                 ],
             )
 
     def _enqueue(self, conn: Connection, events: Sequence[Event]) -> int:
-        rows = [
-            {
-                "event_id": e.event_id,
-                "event_type": e.event_type,
-                "event": e.to_json(),
-                "queued": True,
-                "enqueued_at": e.timestamp,
-            }
-            for e in events
-        ]
-        result = conn.execute(_insert_or_skip(self.dialect, t.inbox, ["event_id"]), rows)
-        return max(result.rowcount, 0)
+        rows = [_inbox_row(event, queued=True) for event in events]
+        build = lambda: self._insert_or_skip(t.inbox, rows[0], "event_id")  # noqa: E731
+        return max(self._bulk.execute(conn, "enqueue", build, rows), 0)
+
+    def _insert_or_skip(self, table: Table, row: Mapping[str, Any], key: str) -> Executable:
+        """INSERT of ``row``'s columns that skips rows whose unique ``key`` already exists."""
+        values: dict[str, Any] = {column: bindparam(column) for column in row}
+        if self.dialect == "sqlite":
+            return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=[key])
+        if self.dialect == "postgresql":
+            statement = postgresql.insert(table).values(values)
+            return statement.on_conflict_do_nothing(index_elements=[key])
+        raise StoreError(f"unsupported database {self.dialect!r}: use SQLite or PostgreSQL")
 
     # -- effects and timers -----------------------------------------------------------------
 
@@ -420,6 +416,48 @@ class SQLStore(Store):
 # -- rows <-> records -------------------------------------------------------------------------
 
 
+def _insert(table: Table, row: Mapping[str, Any]) -> Executable:
+    return insert(table).values({column: bindparam(column) for column in row})
+
+
+def _update_instance() -> Executable:
+    return (
+        update(t.instances)
+        .where(t.instances.c.saga_id == bindparam("saga_id"))
+        .where(t.instances.c.version == bindparam("expected"))
+        .values(
+            status=bindparam("status"),
+            state=bindparam("state"),
+            version=bindparam("version"),
+            updated_at=bindparam("updated_at"),
+        )
+    )
+
+
+def _mark_processed() -> Executable:
+    inbox = t.inbox
+    return update(inbox).where(inbox.c.position == bindparam("b_position")).values(queued=False)
+
+
+def _mark_outbox_done() -> Executable:
+    outbox = t.outbox
+    return update(outbox).where(outbox.c.key == bindparam("b_key")).values(pending=False)
+
+
+def _remove_timer() -> Executable:
+    return delete(t.timers).where(t.timers.c.timer_id == bindparam("b_timer_id"))
+
+
+def _inbox_row(event: Event, *, queued: bool) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "event": event.to_json() if queued else "",
+        "queued": queued,
+        "enqueued_at": event.timestamp,
+    }
+
+
 def _instance(row: Any) -> InstanceRecord:
     return InstanceRecord(SagaState.model_validate_json(row.state), row.version)
 
@@ -466,17 +504,6 @@ def _log_entry(row: Any) -> LogEntry:
     )
 
 
-def _outbox_key(effect: OutboxEffect) -> str:
-    match effect:
-        case PublishCommand(command=command):
-            return command.event_id
-        case DeliverEvent(event=event):
-            return f"{event.event_id}/deliver"
-        case InvokeHandler(idempotency_key=key):
-            return key
-    raise AssertionError(effect)
-
-
 def _timer(row: Any) -> TimerRecord:
     return TimerRecord(row.saga_id, ScheduleTimer.model_validate_json(row.timer))
 
@@ -516,15 +543,6 @@ SQLITE_PRAGMAS = (
     "cache_size=-65536",
 )
 """Connection settings of every SQLite connection (the benchmarks' raw baseline uses them too)."""
-
-
-def _insert_or_skip(dialect: str, table: Any, keys: list[str]) -> Any:
-    """INSERT that skips rows whose unique ``keys`` already exist."""
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=keys)
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=keys)
-    raise StoreError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
 
 
 def _alembic_config(conn: Connection) -> Config:

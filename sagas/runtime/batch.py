@@ -1,0 +1,100 @@
+"""One round's decisions, gathered into the changes of one transaction (a group commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sagas.engine.decide import Decision
+from sagas.engine.effects import (
+    CancelTimer,
+    Finish,
+    InvokeHandler,
+    OutboxEffect,
+    PublishCommand,
+    ScheduleTimer,
+)
+from sagas.engine.state import SagaState
+from sagas.events import Event
+from sagas.store.records import Changes, DeadLetter, InstanceRecord, LogEntry, TimerRecord
+
+__all__ = ["Batch", "Working"]
+
+
+@dataclass
+class Working:
+    """An instance while a round is decided: its latest state and versions."""
+
+    state: SagaState
+    version: int
+    stored_version: int | None  # None: created in this round
+
+
+@dataclass
+class Batch:
+    """Decisions of one round, and what they ask to write and to do after the commit."""
+
+    now: Callable[[], datetime]
+    changes: Changes = field(default_factory=Changes)
+    working: dict[str, Working] = field(default_factory=dict)
+    touched: dict[str, Working] = field(default_factory=dict)
+    timers: dict[str, TimerRecord] = field(default_factory=dict)
+    finished: list[SagaState] = field(default_factory=list)
+
+    @property
+    def outbox(self) -> list[tuple[str, OutboxEffect]]:
+        """The effects to carry out once this round committed."""
+        return self.changes.outbox
+
+    def record(self, event: Event, working: Working, decision: Decision) -> None:
+        """Log ``decision`` on its instance and queue its effects."""
+        state = decision.state
+        self.changes.log.append(
+            LogEntry(
+                saga_id=state.saga_id,
+                seq=working.version,
+                event=event,
+                note=decision.note,
+                effects=decision.effects,
+                ignored=decision.ignored,
+                recorded_at=self.now(),
+            )
+        )
+        for effect in decision.effects:
+            match effect:
+                case PublishCommand() | InvokeHandler():
+                    self.changes.outbox.append((state.saga_id, effect))
+                case ScheduleTimer():
+                    self.timers[effect.timer_id] = TimerRecord(state.saga_id, effect)
+                case CancelTimer(timer_id=timer_id):
+                    # A timer scheduled and cancelled in the same round is never written.
+                    if self.timers.pop(timer_id, None) is None:
+                        self.changes.timers_removed.append(timer_id)
+                case Finish():
+                    self.finished.append(state)
+        self.touched[state.saga_id] = working
+
+    def dead_letter(self, event: Event, reason: str, saga_id: str | None = None) -> None:
+        """Keep ``event`` aside with the reason it could not be used."""
+        self.changes.dead_letters.append(
+            DeadLetter(
+                reason=reason,
+                payload=event.to_json(),
+                event_id=event.event_id,
+                event_type=event.event_type,
+                saga_id=saga_id or event.saga_id,
+                created_at=self.now(),
+            )
+        )
+
+    def close(self) -> Changes:
+        """The changes, with one write per touched instance (its latest state)."""
+        self.changes.timers = list(self.timers.values())
+        for working in self.touched.values():
+            record = InstanceRecord(working.state, working.version)
+            if working.stored_version is None:
+                self.changes.created.append(record)
+            else:
+                self.changes.updated.append((record, working.stored_version))
+        return self.changes
