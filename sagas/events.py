@@ -7,6 +7,8 @@ On the wire an event is JSON with exactly the keys ``eventId``, ``eventType``, `
 from __future__ import annotations
 
 import json
+import os
+import time
 import uuid
 from datetime import datetime
 from typing import Any
@@ -21,8 +23,12 @@ __all__ = ["Event", "EventError", "new_event_id"]
 
 
 def new_event_id() -> str:
-    """A fresh, unique event id."""
-    return uuid.uuid4().hex
+    """A fresh, unique event id, laid out as a UUIDv7 (RFC 9562): ordered by creation time, so
+    ids written together sit together in the database's indexes."""
+    millis = time.time_ns() // 1_000_000 & (1 << 48) - 1
+    rand = int.from_bytes(os.urandom(10))
+    value = millis << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62
+    return uuid.UUID(int=value | rand & (1 << 62) - 1).hex
 
 
 class EventError(SagaError, ValueError):

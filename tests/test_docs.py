@@ -10,7 +10,8 @@ What each fenced block must do, by its language:
   what it must print, exactly.
 * ``console``/``shell``: every ``$ sagas ...`` line is run through click's ``CliRunner`` against
   ``sagas.cli.cli`` at the repository root, and its shown output must match exactly (a last
-  line ``...`` allows more output). Leading ``NAME=value`` words set the environment;
+  line ``...`` allows more output). Arguments naming a ``*.db`` file point into a temporary
+  folder shared by the block's commands. Leading ``NAME=value`` words set the environment;
   ``PYTHONPATH`` also extends ``sys.path``. Blocks of other commands (``make``) are not run.
 * ``json``: parses.
 
@@ -254,7 +255,11 @@ def test_console_block_shows_real_output(
         if "PYTHONPATH" in env:
             for entry in reversed(env["PYTHONPATH"].split(":")):
                 monkeypatch.syspath_prepend(str((ROOT / entry).resolve()))
-        args = [str(tmp_path / arg) if arg in block.files else arg for arg in args]
+        # Files of the page, and databases (``*.db``), live in a folder of the test's own.
+        args = [
+            str(tmp_path / arg) if arg in block.files or arg.endswith(".db") else arg
+            for arg in args
+        ]
         result = CliRunner().invoke(cli, args, env=env, prog_name="sagas")
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception

@@ -39,7 +39,7 @@ from sagas.runtime.calls import Caller
 from sagas.runtime.relay import Call, calls_for, handler_outcome, published_event
 from sagas.runtime.routing import Router
 from sagas.store.base import ConcurrencyConflictError, Store
-from sagas.store.records import DeadLetter, outbox_key
+from sagas.store.records import DeadLetter, QueuedEvent, outbox_key
 
 __all__ = ["Engine"]
 
@@ -113,9 +113,9 @@ class Engine:
         queued = self.store.queued(self.batch_size)
         if not (carry or due or queued):
             return self._relay_leftovers()
-        fresh = [*carry.events, *(timer_fired(t.timer, t.saga_id, now) for t in due)]
-        known = self.store.seen([event.event_id for event in fresh])
-        fresh = [event for event in fresh if event.event_id not in known]
+        fresh = self._unseen(
+            [*carry.events, *(timer_fired(t.timer, t.saga_id, now) for t in due)], queued
+        )
         # One time for the whole round: each log entry records the time its decision was
         # made at, so replaying the log with those times rebuilds exactly the stored state.
         batch = Batch(now=lambda: now)
@@ -211,6 +211,17 @@ class Engine:
             decision = decide(definition, state, event, now)
             working.state, working.version = decision.state, working.version + 1
         batch.record(event, working, decision)
+
+    def _unseen(self, events: Sequence[Event], queued: Sequence[QueuedEvent]) -> list[Event]:
+        """``events`` less those the inbox has, those queued now, and repeats among them."""
+        known = self.store.seen([event.event_id for event in events])
+        known |= {item.event.event_id for item in queued}
+        unseen = []
+        for event in events:
+            if event.event_id not in known:
+                known.add(event.event_id)
+                unseen.append(event)
+        return unseen
 
     def _definition(self, name: str, version: int) -> SagaDefinition:
         key = (name, version)

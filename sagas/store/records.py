@@ -126,7 +126,6 @@ class Changes:
     timers_removed: list[str] = field(default_factory=list)
     processed: list[int] = field(default_factory=list)
     received: list[Event] = field(default_factory=list)
-    enqueue: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def __bool__(self) -> bool:

@@ -116,7 +116,7 @@ inbox = Table(
     Index(
         "ix_saga_inbox_queued",
         "position",
-        sqlite_where=text("queued"),
+        sqlite_where=text("queued = 1"),
         postgresql_where=text("queued"),
     ),
 )
@@ -132,7 +132,7 @@ outbox = Table(
     Index(
         "ix_saga_outbox_pending",
         "id",
-        sqlite_where=text("pending"),
+        sqlite_where=text("pending = 1"),
         postgresql_where=text("pending"),
     ),
 )

@@ -246,8 +246,6 @@ class SQLStore(Store):
             # Decided without being queued: only the id is kept, for deduplication.
             rows = [_inbox_row(event, queued=False) for event in changes.received]
             run(conn, "received", lambda: _insert(t.inbox, rows[0]), rows)
-        if changes.enqueue:
-            self._enqueue(conn, changes.enqueue)
         if changes.dead_letters:
             conn.execute(
                 insert(t.dead_letters),

@@ -72,7 +72,7 @@ def upgrade() -> None:
         "ix_saga_inbox_queued",
         "saga_inbox",
         ["position"],
-        sqlite_where=sa.text("queued"),
+        sqlite_where=sa.text("queued = 1"),
         postgresql_where=sa.text("queued"),
     )
     op.create_table(
@@ -87,7 +87,7 @@ def upgrade() -> None:
         "ix_saga_outbox_pending",
         "saga_outbox",
         ["id"],
-        sqlite_where=sa.text("pending"),
+        sqlite_where=sa.text("pending = 1"),
         postgresql_where=sa.text("pending"),
     )
     op.create_table(
