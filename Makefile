@@ -34,3 +34,9 @@ schema: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .hypothesis
+
+# Benchmarks with their default sizes (see benchmarks/README.md); record results in RESULTS.md.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.sqlite_throughput
+	$(BIN)/python -m benchmarks.instance_scaling

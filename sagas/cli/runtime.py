@@ -75,8 +75,7 @@ def worker(
         logging.getLogger("sagas.worker").info("signal %d: stopping after this round", signum)
         stop.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     logging.getLogger("sagas.worker").info(
         "worker on %s: %d saga definition(s), %d handler(s)",
         url,
@@ -90,6 +89,8 @@ def worker(
             engine.run(stop, poll_interval=config.poll_interval.total_seconds())
     finally:
         engine.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.command()

@@ -251,10 +251,15 @@ class SagaDefinition(_Frozen):
 
         :raises KeyError: when there is none.
         """
-        for step in self.steps:
-            if step.name == name:
-                return step
-        raise KeyError(f"saga {self.name!r} has no step {name!r}")
+        try:
+            return self.step_map[name]
+        except KeyError:
+            raise KeyError(f"saga {self.name!r} has no step {name!r}") from None
+
+    @cached_property
+    def step_map(self) -> dict[str, Step]:
+        """Steps by name."""
+        return {step.name: step for step in self.steps}
 
     def dependencies(self, step: Step) -> tuple[str, ...]:
         """Names of the steps ``step`` waits for (the written order when it has no ``after``)."""

@@ -5,6 +5,8 @@ payment handlers. Failures are drawn from a seeded hash of the order id, so a ru
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +29,8 @@ class Participants:
 
     fail_rate: float = 0.1
     seed: int = 0
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def subscribe(self, bus: EventBus) -> None:
         """Subscribe the inventory and shipping services to their commands on ``bus``."""
@@ -42,7 +45,8 @@ class Participants:
         handlers.register(self.refund_payment, "refund_payment")
 
     def _count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
+        with self._lock:  # subscribers and handlers may run in several threads
+            self.counts[what] += 1
 
     def reserve_inventory(self, command: Event) -> None:
         """Reserve stock, or answer that there is none (a third of the failures)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,7 +34,8 @@ class Working:
 class Batch:
     """Decisions of one round, and what they ask to write and to do after the commit."""
 
-    now: Callable[[], datetime]
+    now: datetime
+    """The time of the round: every decision, log entry and dead letter of it carries it."""
     changes: Changes = field(default_factory=Changes)
     working: dict[str, Working] = field(default_factory=dict)
     touched: dict[str, Working] = field(default_factory=dict)
@@ -58,7 +58,7 @@ class Batch:
                 note=decision.note,
                 effects=decision.effects,
                 ignored=decision.ignored,
-                recorded_at=self.now(),
+                recorded_at=self.now,
             )
         )
         for effect in decision.effects:
@@ -84,7 +84,7 @@ class Batch:
                 event_id=event.event_id,
                 event_type=event.event_type,
                 saga_id=saga_id or event.saga_id,
-                created_at=self.now(),
+                created_at=self.now,
             )
         )
 

@@ -18,10 +18,12 @@ still in the database.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from sagas.clock import Clock, SystemClock
@@ -57,6 +59,23 @@ class _Carry:
 
     def __bool__(self) -> bool:
         return bool(self.events or self.done or self.dead_letters)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold Python's cyclic garbage collector for the length of one round.
+
+    A round allocates tens of thousands of short-lived objects while thousands of cached states
+    stay alive; letting the collector run every 700 allocations made it a third of a round's
+    cost. Rounds are bounded by ``batch_size``, and the collector runs as usual between them.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Engine:
@@ -107,8 +126,12 @@ class Engine:
 
     def run_once(self) -> int:
         """One round; returns how much work it did (0: idle)."""
+        with _gc_paused():
+            return self._round()
+
+    def _round(self) -> int:
         now = self.clock.now()
-        carry, self._carry = self._carry, _Carry()
+        carry = self._carry
         due = self.store.due_timers(now, self.batch_size)
         queued = self.store.queued(self.batch_size)
         if not (carry or due or queued):
@@ -118,7 +141,7 @@ class Engine:
         )
         # One time for the whole round: each log entry records the time its decision was
         # made at, so replaying the log with those times rebuilds exactly the stored state.
-        batch = Batch(now=lambda: now)
+        batch = Batch(now=now)
         inputs = [*fresh, *(item.event for item in queued)]
         self._decide_all(batch, inputs)
         changes = batch.close()
@@ -130,15 +153,16 @@ class Engine:
         try:
             self.store.apply(changes)
         except ConcurrencyConflictError as exc:
+            # Nothing was written; the carry stays, to be recorded by the next round.
             log.warning("round not committed (another writer was first), retrying: %s", exc)
             self._states.clear()
-            self._carry = carry  # what was carried out is still to be recorded
             return 1
         for working in batch.touched.values():
             self._remember(working.state, working.version)
         for listener in self.on_finish:
             for state in batch.finished:
                 listener(state)
+        self._carry = _Carry()
         self._carry = self._relay(batch.outbox)
         return len(inputs) + len(carry.done) + len(due)
 
@@ -188,7 +212,7 @@ class Engine:
         self, batch: Batch, event: Event, saga_id: str, starts: SagaDefinition | None
     ) -> None:
         working = batch.working.get(saga_id)
-        now = batch.now()
+        now = batch.now
         if working is None:
             if starts is None:
                 if event.saga_id is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sagas.definitions.model import SagaDefinition, Wait
 from sagas.engine.decide import CorrelationError, correlation_key, saga_id_for
@@ -13,8 +13,7 @@ from sagas.events import Event
 __all__ = ["Route", "Router"]
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):
     """The event goes to instance ``saga_id``; ``starts`` is the definition it may start."""
 
     saga_id: str

@@ -48,15 +48,19 @@ class BulkStatements:
         :returns: the driver's row count (the sum over all rows).
         """
         compiled = self._compiled.get(name) or self._compile(name, build())
-        pairs = tuple(zip(compiled.names, compiled.processors, strict=True))
         if compiled.defaults:  # values written into the statement (``.values(pending=False)``)
             rows = [{**compiled.defaults, **row} for row in rows]
-        if compiled.positional:
-            params: list[Any] = [
-                tuple(row[n] if p is None else p(row[n]) for n, p in pairs) for row in rows
-            ]
+        converted = [(i, p) for i, p in enumerate(compiled.processors) if p is not None]
+        params: list[Any] = []
+        for row in rows:
+            values = [row[n] for n in compiled.names]
+            for index, processor in converted:
+                values[index] = processor(values[index])
+            params.append(values)
+        if not compiled.positional:
+            params = [dict(zip(compiled.names, values, strict=True)) for values in params]
         else:
-            params = [{n: row[n] if p is None else p(row[n]) for n, p in pairs} for row in rows]
+            params = [tuple(values) for values in params]
         result = conn.exec_driver_sql(compiled.sql, params)
         return int(result.rowcount)
 

@@ -47,6 +47,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
+        if value.tzinfo is UTC:
+            return value.replace(tzinfo=None)
         if value.tzinfo is None:
             raise ValueError(f"naive datetime {value!r}: the engine stores aware datetimes only")
         return value.astimezone(UTC).replace(tzinfo=None)
@@ -128,14 +130,9 @@ outbox = Table(
     Column("saga_id", String(64), nullable=False),
     Column("key", String(300), nullable=False, unique=True),
     Column("effect", Text, nullable=False),
-    Column("pending", Boolean, nullable=False),
-    Index(
-        "ix_saga_outbox_pending",
-        "id",
-        sqlite_where=text("pending = 1"),
-        postgresql_where=text("pending"),
-    ),
 )
+"""An effect stays in the outbox until it was carried out; its row is then deleted (the log
+keeps every effect of every decision)."""
 
 timers = Table(
     "saga_timers",

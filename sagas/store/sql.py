@@ -219,7 +219,6 @@ class SQLStore(Store):
                     "saga_id": saga_id,
                     "key": outbox_key(effect),
                     "effect": effect.model_dump_json(by_alias=True),
-                    "pending": True,
                 }
                 for saga_id, effect in changes.outbox
             ]
@@ -282,7 +281,6 @@ class SQLStore(Store):
     def pending_outbox(self, limit: int) -> list[OutboxItem]:
         query = (
             select(t.outbox.c.id, t.outbox.c.saga_id, t.outbox.c.effect)
-            .where(t.outbox.c.pending)
             .order_by(t.outbox.c.id)
             .limit(limit)
         )
@@ -439,7 +437,7 @@ def _mark_processed() -> Executable:
 
 def _mark_outbox_done() -> Executable:
     outbox = t.outbox
-    return update(outbox).where(outbox.c.key == bindparam("b_key")).values(pending=False)
+    return delete(outbox).where(outbox.c.key == bindparam("b_key"))
 
 
 def _remove_timer() -> Executable:

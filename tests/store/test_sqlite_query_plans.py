@@ -1,4 +1,6 @@
-"""The engine's hot lookups use indexes on SQLite, so their cost does not grow with the tables."""
+"""The engine's hot lookups use indexes on SQLite, so their cost does not grow with the tables.
+
+(The outbox holds only effects not yet carried out, read in primary-key order.)"""
 
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,6 @@ QUERIES = {
     .where(t.inbox.c.queued)
     .order_by(t.inbox.c.position)
     .limit(10),
-    "pending outbox": select(t.outbox.c.id).where(t.outbox.c.pending).order_by(t.outbox.c.id),
     "seen event ids": select(t.inbox.c.event_id).where(t.inbox.c.event_id.in_(["a", "b"])),
     "due timers": select(t.timers.c.timer_id).where(
         t.timers.c.due_at <= datetime(2030, 1, 1, tzinfo=UTC)

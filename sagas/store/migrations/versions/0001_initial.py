@@ -81,14 +81,6 @@ def upgrade() -> None:
         sa.Column("saga_id", sa.String(64), nullable=False),
         sa.Column("key", sa.String(300), nullable=False, unique=True),
         sa.Column("effect", sa.Text, nullable=False),
-        sa.Column("pending", sa.Boolean, nullable=False),
-    )
-    op.create_index(
-        "ix_saga_outbox_pending",
-        "saga_outbox",
-        ["id"],
-        sqlite_where=sa.text("pending = 1"),
-        postgresql_where=sa.text("pending"),
     )
     op.create_table(
         "saga_timers",

@@ -1,0 +1,1 @@
+"""Benchmark programs of the saga engine (see benchmarks/README.md)."""
