@@ -22,13 +22,24 @@ __all__ = ["list_instances", "show"]
     help="Only instances with this status.",
 )
 @click.option("--saga", "saga_name", metavar="NAME", help="Only instances of this saga.")
+@click.option(
+    "--waiting-timer",
+    is_flag=True,
+    help="Only instances sleeping on a timer (a retry's back-off or a delay step).",
+)
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @db_option()
 @reports_errors
 def list_instances(
-    status: str | None, saga_name: str | None, limit: int, offset: int, as_json: bool, db: str
+    status: str | None,
+    saga_name: str | None,
+    waiting_timer: bool,
+    limit: int,
+    offset: int,
+    as_json: bool,
+    db: str,
 ) -> None:
     """List saga instances, most recently updated first."""
     store = open_store(db)
@@ -36,6 +47,7 @@ def list_instances(
         records = store.list_instances(
             status=InstanceStatus(status) if status else None,
             saga_name=saga_name,
+            sleeping=waiting_timer,
             limit=limit,
             offset=offset,
         )

@@ -6,7 +6,7 @@ validation error is the path a user sees in the file.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any
@@ -21,7 +21,8 @@ from pydantic import (
 )
 
 from sagas.definitions.durations import Duration
-from sagas.definitions.expressions import Expression
+from sagas.definitions.expressions import Expression, evaluate
+from sagas.definitions.schedule import Schedule
 
 __all__ = [
     "Action",
@@ -244,7 +245,21 @@ class SagaDefinition(_Frozen):
         description="Event types the saga exchanges. When given, every event type the saga "
         "names must be listed here.",
     )
+    schedule: Schedule | None = Field(
+        None, description="Also start instances on a clock (cron or interval)."
+    )
     steps: tuple[Step, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _schedule_correlates(self) -> SagaDefinition:
+        if self.schedule is not None:
+            sample = self.schedule.trigger_data(datetime(2030, 1, 1, tzinfo=UTC))
+            if evaluate(self.correlation, sample) in (None, ""):
+                raise ValueError(
+                    "a scheduled saga's correlation must find a key in the schedule's data "
+                    "(e.g. `correlation: scheduledAt`)"
+                )
+        return self
 
     def step(self, name: str) -> Step:
         """The step called ``name``.

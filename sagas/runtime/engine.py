@@ -25,6 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sagas.clock import Clock, SystemClock
 from sagas.definitions.model import SagaDefinition
@@ -40,6 +41,7 @@ from sagas.runtime.bus import EventBus
 from sagas.runtime.calls import Caller
 from sagas.runtime.relay import Call, calls_for, handler_outcome, published_event
 from sagas.runtime.routing import Router
+from sagas.runtime.waker import Waker
 from sagas.store.base import ConcurrencyConflictError, Store
 from sagas.store.records import DeadLetter, QueuedEvent, outbox_key
 
@@ -106,6 +108,7 @@ class Engine:
         self._definitions: dict[tuple[str, int], SagaDefinition] = {}
         self._states: OrderedDict[str, tuple[int, SagaState]] = OrderedDict()
         self._carry = _Carry()
+        self._schedules: dict[str, tuple[SagaDefinition, datetime]] = {}
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -116,6 +119,10 @@ class Engine:
         stored = definition.model_copy(update={"version": version})
         self._definitions[(stored.name, version)] = stored
         self._router.add(stored)
+        self._schedules.pop(stored.name, None)
+        if stored.schedule is not None:
+            fired_until = self.store.start_schedule(stored.name, self.clock.now())
+            self._schedules[stored.name] = (stored, fired_until)
         return stored
 
     def publish(self, event: Event) -> bool:
@@ -134,10 +141,12 @@ class Engine:
         carry = self._carry
         due = self.store.due_timers(now, self.batch_size)
         queued = self.store.queued(self.batch_size)
-        if not (carry or due or queued):
+        starts, fired_until = self._scheduled_starts(now)
+        if not (carry or due or queued or fired_until):
             return self._relay_leftovers()
         fresh = self._unseen(
-            [*carry.events, *(timer_fired(t.timer, t.saga_id, now) for t in due)], queued
+            [*carry.events, *(timer_fired(t.timer, t.saga_id, now) for t in due), *starts],
+            queued,
         )
         # One time for the whole round: each log entry records the time its decision was
         # made at, so replaying the log with those times rebuilds exactly the stored state.
@@ -150,6 +159,7 @@ class Engine:
         changes.timers_removed += [t.timer.timer_id for t in due]
         changes.outbox_done = carry.done
         changes.dead_letters += carry.dead_letters
+        changes.schedules = fired_until
         try:
             self.store.apply(changes)
         except ConcurrencyConflictError as exc:
@@ -159,12 +169,14 @@ class Engine:
             return 1
         for working in batch.touched.values():
             self._remember(working.state, working.version)
+        for name, until in fired_until.items():
+            self._schedules[name] = (self._schedules[name][0], until)
         for listener in self.on_finish:
             for state in batch.finished:
                 listener(state)
         self._carry = _Carry()
         self._carry = self._relay(batch.outbox)
-        return len(inputs) + len(carry.done) + len(due)
+        return len(inputs) + len(carry.done) + len(due) + len(fired_until)
 
     def run_until_idle(self, max_rounds: int = 1_000_000) -> int:
         """Run rounds until nothing is queued, pending or due; returns the work done."""
@@ -177,16 +189,50 @@ class Engine:
         raise SagaError(f"engine still busy after {max_rounds} rounds")
 
     def run(self, stop: threading.Event, poll_interval: float = 0.05) -> None:
-        """Work until ``stop`` is set, waiting up to ``poll_interval`` s (or until the next
-        timer is due) whenever there is nothing to do."""
-        while not stop.is_set():
-            if self.run_once():
+        """Work until ``stop`` is set. When idle, sleep until APScheduler wakes the loop for
+        the earliest timer or a scheduled saga, or ``poll_interval`` s pass (the time in which
+        events published by other processes are seen)."""
+        waker = Waker(self.clock)
+        waker.start(definition for definition, _ in self._schedules.values())
+        try:
+            while not stop.is_set():
+                if self.run_once():
+                    continue
+                waker.arm(self._next_wake())
+                waker.wait(poll_interval)
+        finally:
+            waker.stop()
+
+    def _next_wake(self) -> datetime | None:
+        """The earliest due timer or scheduled run."""
+        times = [self.store.next_due()]
+        times += [
+            d.schedule.next_fire(until) for d, until in self._schedules.values() if d.schedule
+        ]
+        return min((t for t in times if t is not None), default=None)
+
+    def _scheduled_starts(self, now: datetime) -> tuple[list[Event], dict[str, datetime]]:
+        """Trigger events of the scheduled runs due by ``now``, and how far each schedule got.
+
+        The id of a run's event is derived from saga and time: workers that start the same run
+        start one saga."""
+        events: list[Event] = []
+        fired_until: dict[str, datetime] = {}
+        for name, (definition, until) in self._schedules.items():
+            schedule = definition.schedule
+            if schedule is None or schedule.next_fire(until) > now:
                 continue
-            wait = poll_interval
-            due = self.store.next_due()
-            if due is not None:
-                wait = max(0.0, min(wait, (due - self.clock.now()).total_seconds()))
-            stop.wait(wait)
+            for fire in schedule.due_runs(until, now):
+                events.append(
+                    Event.create(
+                        definition.trigger,
+                        schedule.trigger_data(fire),
+                        at=now,
+                        event_id=f"schedule/{name}/{fire.isoformat()}",
+                    )
+                )
+            fired_until[name] = now
+        return events, fired_until
 
     def close(self) -> None:
         """Release the store and the handlers' event loop."""

@@ -110,6 +110,15 @@ class Store(ABC):
         """Timers due at ``now`` or earlier, earliest first."""
 
     @abstractmethod
+    def schedules(self) -> dict[str, datetime]:
+        """Per scheduled saga, the time up to which its runs were started or skipped."""
+
+    @abstractmethod
+    def start_schedule(self, saga_name: str, at: datetime) -> datetime:
+        """Begin the schedule of ``saga_name`` at ``at`` unless it has begun already (runs
+        before the first registration are never started); returns its ``fired_until``."""
+
+    @abstractmethod
     def next_due(self) -> datetime | None:
         """When the earliest timer is due (``None``: no timers)."""
 
@@ -128,10 +137,12 @@ class Store(ABC):
         *,
         status: InstanceStatus | None = None,
         saga_name: str | None = None,
+        sleeping: bool = False,
         limit: int = 100,
         offset: int = 0,
     ) -> list[InstanceRecord]:
-        """Instances, most recently updated first."""
+        """Instances, most recently updated first; ``sleeping``: only those waiting for a
+        retry's back-off or a delay step's timer."""
 
     @abstractmethod
     def count_instances(self) -> dict[tuple[str, InstanceStatus], int]:

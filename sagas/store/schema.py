@@ -31,6 +31,7 @@ __all__ = [
     "instances",
     "metadata",
     "outbox",
+    "schedules",
     "timers",
 ]
 
@@ -139,9 +140,18 @@ timers = Table(
     metadata,
     Column("timer_id", String(300), primary_key=True),
     Column("saga_id", String(64), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),
     Column("due_at", UTCDateTime, nullable=False, index=True),
     Column("timer", Text, nullable=False),
 )
+
+schedules = Table(
+    "saga_schedules",
+    metadata,
+    Column("saga_name", String(200), primary_key=True),
+    Column("fired_until", UTCDateTime, nullable=False),
+)
+"""Per scheduled saga, the time up to which its runs were started (or deliberately skipped)."""
 
 dead_letters = Table(
     "saga_dead_letters",

@@ -37,6 +37,7 @@ from sqlalchemy.sql.expression import Executable
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.effects import (
     ScheduleTimer,
+    TimerKind,
     effects_adapter,
     outbox_adapter,
 )
@@ -234,6 +235,7 @@ class SQLStore(Store):
                 {
                     "timer_id": record.timer.timer_id,
                     "saga_id": record.saga_id,
+                    "kind": record.timer.kind,
                     "due_at": record.timer.due_at,
                     "timer": record.timer.model_dump_json(),
                 }
@@ -245,6 +247,11 @@ class SQLStore(Store):
             # Decided without being queued: only the id is kept, for deduplication.
             rows = [_inbox_row(event, queued=False) for event in changes.received]
             run(conn, "received", lambda: _insert(t.inbox, rows[0]), rows)
+        if changes.schedules:
+            rows = [
+                {"b_name": name, "fired_until": until} for name, until in changes.schedules.items()
+            ]
+            run(conn, "schedule_fired", _schedule_fired, rows)
         if changes.dead_letters:
             conn.execute(
                 insert(t.dead_letters),
@@ -301,6 +308,22 @@ class SQLStore(Store):
         with self._read("reading due timers") as conn:
             return [_timer(row) for row in conn.execute(query)]
 
+    def schedules(self) -> dict[str, datetime]:
+        query = select(t.schedules.c.saga_name, t.schedules.c.fired_until)
+        with self._read("reading schedules") as conn:
+            return {row.saga_name: row.fired_until for row in conn.execute(query)}
+
+    def start_schedule(self, saga_name: str, at: datetime) -> datetime:
+        row = {"saga_name": saga_name, "fired_until": at}
+        with self._write("starting a schedule") as conn:
+            build = lambda: self._insert_or_skip(t.schedules, row, "saga_name")  # noqa: E731
+            self._bulk.execute(conn, "start_schedule", build, [row])
+            fired_until = conn.scalar(
+                select(t.schedules.c.fired_until).where(t.schedules.c.saga_name == saga_name)
+            )
+        assert isinstance(fired_until, datetime)
+        return fired_until
+
     def next_due(self) -> datetime | None:
         with self._read("reading the next timer") as conn:
             due: datetime | None = conn.scalar(select(func.min(t.timers.c.due_at)))
@@ -319,10 +342,17 @@ class SQLStore(Store):
         *,
         status: InstanceStatus | None = None,
         saga_name: str | None = None,
+        sleeping: bool = False,
         limit: int = 100,
         offset: int = 0,
     ) -> list[InstanceRecord]:
         query = select(t.instances.c.state, t.instances.c.version)
+        if sleeping:
+            timers = t.timers
+            asleep = select(timers.c.saga_id).where(
+                timers.c.kind.in_([TimerKind.RETRY, TimerKind.DELAY])
+            )
+            query = query.where(t.instances.c.saga_id.in_(asleep))
         if status is not None:
             query = query.where(t.instances.c.status == InstanceStatus(status).value)
         if saga_name is not None:
@@ -438,6 +468,16 @@ def _mark_processed() -> Executable:
 def _mark_outbox_done() -> Executable:
     outbox = t.outbox
     return delete(outbox).where(outbox.c.key == bindparam("b_key"))
+
+
+def _schedule_fired() -> Executable:
+    schedules = t.schedules
+    return (
+        update(schedules)
+        .where(schedules.c.saga_name == bindparam("b_name"))
+        .where(schedules.c.fired_until < bindparam("fired_until"))
+        .values(fired_until=bindparam("fired_until"))
+    )
 
 
 def _remove_timer() -> Executable:

@@ -1,4 +1,5 @@
-"""The initial schema: definitions, instances, event log, inbox, outbox, timers, dead letters.
+"""The initial schema: definitions, instances, event log, inbox, outbox, timers, schedules and
+dead letters.
 
 Revision ID: 0001
 Revises:
@@ -86,11 +87,17 @@ def upgrade() -> None:
         "saga_timers",
         sa.Column("timer_id", sa.String(300), primary_key=True),
         sa.Column("saga_id", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(20), nullable=False),
         sa.Column("due_at", UTCDateTime, nullable=False),
         sa.Column("timer", sa.Text, nullable=False),
     )
     op.create_index("ix_saga_timers_saga_id", "saga_timers", ["saga_id"])
     op.create_index("ix_saga_timers_due_at", "saga_timers", ["due_at"])
+    op.create_table(
+        "saga_schedules",
+        sa.Column("saga_name", sa.String(200), primary_key=True),
+        sa.Column("fired_until", UTCDateTime, nullable=False),
+    )
     op.create_table(
         "saga_dead_letters",
         sa.Column("id", Position, primary_key=True, autoincrement=True),
@@ -106,6 +113,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in (
         "saga_dead_letters",
+        "saga_schedules",
         "saga_timers",
         "saga_outbox",
         "saga_inbox",
