@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from sqlalchemy.engine import make_url
 
 from sagas.errors import SagaError
-from sagas.store.sql import DEFAULT_DATABASE_URL, SQLStore
+from sagas.store.sql import DEFAULT_DATABASE_URL, SQLStore, database_url
 
 __all__ = ["DB_ENV", "console", "db_option", "open_store", "reports_errors"]
 
@@ -36,8 +38,13 @@ def db_option(default: str | None = DEFAULT_DATABASE_URL) -> Callable[[F], F]:
     )
 
 
-def open_store(db: str) -> SQLStore:
-    """The store on ``db``; errors become a clear CLI error."""
+def open_store(db: str, *, must_exist: bool = False) -> SQLStore:
+    """The store on ``db``; errors become a clear CLI error. ``must_exist``: a SQLite file that
+    is not there is an error (a typo must not create an empty database to read from)."""
+    url = make_url(database_url(db))
+    sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
+    if must_exist and sqlite_file and not Path(url.database or "").expanduser().exists():
+        raise click.ClickException(f"no database at {url.database}")
     try:
         return SQLStore(db)
     except SagaError as exc:

@@ -42,7 +42,7 @@ def list_instances(
     db: str,
 ) -> None:
     """List saga instances, most recently updated first."""
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     try:
         records = store.list_instances(
             status=InstanceStatus(status) if status else None,
@@ -93,7 +93,7 @@ def list_instances(
 @reports_errors
 def show(saga_id: str, as_json: bool, db: str) -> None:
     """Show one saga instance: state, data, steps, pending timers and its full timeline."""
-    store = open_store(db)
+    store = open_store(db, must_exist=True)
     try:
         record = store.instance(saga_id)
         log, timers = store.log(saga_id), store.timers(saga_id)

@@ -2,8 +2,9 @@
 
 A round (:meth:`Engine.run_once`) is ONE transaction:
 
-* in: events queued in the database (published from outside), timers now due, and the events
-  the previous round's effects produced in this process (replies, handler outcomes);
+* in: events queued in the database (published from outside), timers now due, runs of
+  scheduled sagas now due, and the events the previous round's effects produced in this
+  process (replies, handler outcomes);
 * decide: route each event to its instances and ``decide``; then commit, together, the new
   states, log entries, outbox rows, timers, the processed event ids, and the outbox rows the
   previous round carried out;

@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
 from sagas.definitions.model import SagaDefinition
@@ -79,7 +79,13 @@ class SQLStore(Store):
         self._where = parsed.render_as_string(hide_password=True)
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = _create_engine(self.url, self.dialect)
+        try:
+            self.engine: Engine = _create_engine(self.url, self.dialect)
+        except (ImportError, ArgumentError) as exc:
+            extra = (
+                " (pip install 'sagas-engine[postgres]')" if self.dialect == "postgresql" else ""
+            )
+            raise StoreError(f"{self._where}: cannot open: {exc}{extra}") from None
         self._bulk = BulkStatements(self.engine.dialect)
         if migrate:
             self.upgrade()
