@@ -63,10 +63,14 @@ DEFAULT_DATABASE_URL = "sqlite:///sagas.db"
 
 
 def database_url(value: str) -> str:
-    """A SQLAlchemy URL from ``--db``: URLs pass through, a plain path names a SQLite file."""
-    if "://" in value:
-        return value
-    return f"sqlite:///{Path(value).expanduser()}"
+    """A SQLAlchemy URL from ``--db``: a plain path names a SQLite file, ``postgresql://`` (or
+    ``postgres://``) uses psycopg 3, other URLs pass through."""
+    if "://" not in value:
+        return f"sqlite:///{Path(value).expanduser()}"
+    scheme, rest = value.split("://", 1)
+    if scheme in ("postgresql", "postgres"):
+        return f"postgresql+psycopg://{rest}"
+    return value
 
 
 class SQLStore(Store):
