@@ -26,6 +26,7 @@ from typing import Any
 
 import networkx as nx
 
+from sagas.definitions.durations import format_duration
 from sagas.definitions.expressions import ExpressionError, evaluate, is_truthy
 from sagas.definitions.graph import step_graph
 from sagas.definitions.model import ActionSpec, Command, Delay, HandlerCall, SagaDefinition, Wait
@@ -197,8 +198,10 @@ class _Transition:
             self.notes.append(f"{name}: retry {attempt}")
             self.start_attempt(name, attempt, undo)
         elif kind == TimerKind.TIMEOUT and not waiting_retry and attempt == current:
-            spec = self.spec(name, undo)
-            self.fail(name, undo, f"timed out after {spec.timeout}", retryable=True)
+            timeout = self.spec(name, undo).timeout
+            assert timeout is not None, "only a step with a timeout has a timeout timer"
+            error = f"timed out after {format_duration(timeout)}"
+            self.fail(name, undo, error, retryable=True, timer_fired=True)
         elif kind == TimerKind.DELAY and not waiting_retry and attempt == current:
             self.succeed(name, undo, {})
         else:
@@ -207,7 +210,7 @@ class _Transition:
 
     def on_deadline(self) -> Decision:
         deadline = self.definition.deadline
-        reason = f"deadline of {deadline} passed"
+        reason = f"deadline of {format_duration(deadline) if deadline else '?'} passed"
         if self.status == InstanceStatus.RUNNING:
             if self.past_pivot():
                 return self.ignore(f"{reason} after the pivot: the saga can only go forward")
@@ -378,10 +381,14 @@ class _Transition:
         self.completed.append(name)
         self.notes.append(f"{name}: succeeded")
 
-    def fail(self, name: str, undo: bool, error: str, retryable: bool) -> None:
+    def fail(
+        self, name: str, undo: bool, error: str, retryable: bool, timer_fired: bool = False
+    ) -> None:
+        """The attempt in flight failed (``timer_fired``: its timeout did, so nothing to cancel)."""
         spec = self.spec(name, undo)
         attempt = self.attempt_of(name, undo)
-        self.cancel_timer(TimerKind.TIMEOUT, name, attempt, undo)
+        if not timer_fired:
+            self.cancel_timer(TimerKind.TIMEOUT, name, attempt, undo)
         label = f"{'compensation of ' if undo else ''}{name}"
         may_retry = undo or self.status == InstanceStatus.RUNNING
         if retryable and may_retry and attempt < spec.retry.attempts:
@@ -484,11 +491,13 @@ class _Transition:
         )
 
     def cancel_timer(self, kind: TimerKind, name: str | None, attempt: int, undo: bool) -> None:
-        spec_has_timer = kind != TimerKind.TIMEOUT or (
-            name is not None and self.spec(name, undo).timeout is not None
-        )
-        if spec_has_timer:
-            self.effects.append(CancelTimer(timer_id=self.timer_id(kind, name, attempt, undo)))
+        if name is not None:  # only cancel what the step's action did schedule
+            spec = self.spec(name, undo)
+            if kind == TimerKind.TIMEOUT and spec.timeout is None:
+                return
+            if kind == TimerKind.DELAY and not isinstance(spec.action, Delay):
+                return
+        self.effects.append(CancelTimer(timer_id=self.timer_id(kind, name, attempt, undo)))
 
     def backoff(self, spec: ActionSpec, name: str, attempt: int) -> timedelta:
         """The retry delay, with jitter derived from the ids so a replay computes the same."""
