@@ -34,6 +34,11 @@ class EngineConfig(BaseModel):
     concurrency: int = Field(1, ge=1, le=1024, description="Handlers/subscribers run at once.")
     batch_size: int = Field(200, ge=1, le=10_000, description="Events decided per transaction.")
     poll_interval: Duration = Field(timedelta(milliseconds=50), description="Idle wait.")
+    lease: Duration = Field(
+        timedelta(seconds=10),
+        description="How long a worker owns the effects it committed before another worker "
+        "may carry them out (a worker that died).",
+    )
 
 
 def load_config(path: str | Path) -> EngineConfig:

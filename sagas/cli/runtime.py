@@ -15,6 +15,7 @@ import click
 from sagas.cli.common import db_option, open_store, reports_errors
 from sagas.clock import SystemClock
 from sagas.config import EngineConfig, load_config
+from sagas.definitions.durations import parse_duration
 from sagas.events import Event, EventError
 from sagas.runtime.setup import build_engine
 from sagas.store.sql import DEFAULT_DATABASE_URL
@@ -43,6 +44,11 @@ __all__ = ["publish", "worker"]
     help="Handler module (repeatable; adds to the configuration's).",
 )
 @click.option("--concurrency", type=click.IntRange(1, 1024), help="Handlers run at once.")
+@click.option(
+    "--lease",
+    metavar="DURATION",
+    help="How long a worker owns the effects it committed (default 10s).",
+)
 @click.option("--until-idle", is_flag=True, help="Exit once nothing is queued, pending or due.")
 @db_option(default=None)
 @reports_errors
@@ -51,6 +57,7 @@ def worker(
     definitions: tuple[str, ...],
     handler_modules: tuple[str, ...],
     concurrency: int | None,
+    lease: str | None,
     until_idle: bool,
     db: str | None,
 ) -> None:
@@ -65,6 +72,11 @@ def worker(
             "concurrency": concurrency or config.concurrency,
         }
     )
+    if lease is not None:
+        try:
+            config = config.model_copy(update={"lease": parse_duration(lease)})
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--lease") from None
     if not config.definitions:
         raise click.UsageError("no definitions: pass --definitions or a --config that has some")
     url = db or config.database_url or DEFAULT_DATABASE_URL

@@ -16,7 +16,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
+    field_validator,
     model_validator,
 )
 
@@ -170,7 +172,8 @@ class ActionSpec(_Frozen):
         if len(given) != 1:
             found = ", ".join(given) if given else "none"
             raise ValueError(f"needs exactly one of handler, command, wait, delay (found: {found})")
-        if self.delay is not None and {"timeout", "retry"} & self.model_fields_set:
+        # By value, not by the fields given: a stored definition's JSON spells out the defaults.
+        if self.delay is not None and (self.timeout is not None or self.retry != RetryPolicy()):
             raise ValueError("a delay has no timeout or retry")
         if self.timeout is not None and self.timeout <= timedelta():
             raise ValueError("timeout must be longer than 0s")
@@ -250,16 +253,23 @@ class SagaDefinition(_Frozen):
     )
     steps: tuple[Step, ...] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _schedule_correlates(self) -> SagaDefinition:
-        if self.schedule is not None:
-            sample = self.schedule.trigger_data(datetime(2030, 1, 1, tzinfo=UTC))
-            if evaluate(self.correlation, sample) in (None, ""):
-                raise ValueError(
-                    "a scheduled saga's correlation must find a key in the schedule's data "
-                    "(e.g. `correlation: scheduledAt`)"
-                )
-        return self
+    @field_validator("schedule")
+    @classmethod
+    def _schedule_correlates(
+        cls, schedule: Schedule | None, info: ValidationInfo
+    ) -> Schedule | None:
+        # Reported at `schedule` (`correlation` comes first, so it is known by now), and by the
+        # rule the engine keys instances with: a non-empty string or a number.
+        correlation = info.data.get("correlation")
+        if schedule is None or correlation is None:
+            return schedule
+        key = evaluate(correlation, schedule.trigger_data(datetime(2030, 1, 1, tzinfo=UTC)))
+        if isinstance(key, bool) or not isinstance(key, str | int | float) or key == "":
+            raise ValueError(
+                "a scheduled saga's correlation must find a key in the schedule's data "
+                f"(e.g. `correlation: scheduledAt`); {correlation!r} finds {key!r}"
+            )
+        return schedule
 
     def step(self, name: str) -> Step:
         """The step called ``name``.

@@ -19,6 +19,7 @@ from sagas.definitions.durations import Duration
 __all__ = ["EPOCH", "MissedRuns", "Schedule", "cron_trigger"]
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TICK = timedelta(microseconds=1)  # the resolution of fire times
 
 
 class MissedRuns(StrEnum):
@@ -81,17 +82,34 @@ class Schedule(BaseModel):
 
     def due_runs(self, after: datetime, now: datetime, limit: int = 1000) -> list[datetime]:
         """The fire times in ``(after, now]`` that start a run, by the missed-runs policy:
-        on time (within ``grace`` of ``now``) they run; missed ones run once or not at all."""
-        fires: list[datetime] = []
-        fire = self.next_fire(after)
-        while fire <= now and len(fires) < limit:
-            fires.append(fire)
+        on time (within ``grace`` of ``now``) they run; missed ones run once or not at all.
+
+        Only the latest missed fire time can matter, so it is found without walking through
+        the others: after a long outage this costs what it costs after a short one."""
+        cutoff = now - self.grace  # a fire time before it is missed; from it on, on time
+        on_time: list[datetime] = []
+        fire = self.next_fire(max(after, cutoff - _TICK))
+        while fire <= now and len(on_time) < limit:
+            on_time.append(fire)
             fire = self.next_fire(fire)
-        on_time = [f for f in fires if now - f <= self.grace]
-        missed = [f for f in fires if now - f > self.grace]
-        if missed and self.missed == MissedRuns.ONCE and not on_time:
-            return [missed[-1]]
-        return on_time
+        if on_time or self.missed == MissedRuns.SKIP:
+            return on_time
+        latest = self._latest_fire_before(cutoff, after)
+        return [] if latest is None else [latest]
+
+    def _latest_fire_before(self, cutoff: datetime, after: datetime) -> datetime | None:
+        """The last fire time in ``(after, cutoff)``, by bisection on the time: ``low`` keeps
+        a fire time before ``cutoff`` after it, ``high`` none."""
+        if self.next_fire(after) >= cutoff:
+            return None
+        low, high = after, cutoff
+        while high - low > _TICK:
+            middle = low + (high - low) / 2
+            if self.next_fire(middle) < cutoff:
+                low = middle
+            else:
+                high = middle
+        return self.next_fire(low)
 
     def trigger_data(self, fire: datetime) -> dict[str, Any]:
         """The data of the trigger event of the run at ``fire``."""

@@ -13,6 +13,7 @@ from pydantic_core import ErrorDetails
 
 from sagas.definitions import model
 from sagas.definitions.graph import Path, graph_problems
+from sagas.definitions.schedule import Schedule
 from sagas.errors import DefinitionError, Problem, format_path
 
 __all__ = ["Locate", "validate_definition"]
@@ -128,5 +129,6 @@ def _field_names() -> tuple[str, ...]:
         model.Wait,
         model.RetryPolicy,
         model.EventSpec,
+        Schedule,
     ]
     return tuple(sorted({name for cls in classes for name in cls.model_fields}))

@@ -26,7 +26,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sagas.clock import Clock, SystemClock
 from sagas.definitions.model import SagaDefinition
@@ -43,13 +43,15 @@ from sagas.runtime.calls import Caller
 from sagas.runtime.relay import Call, calls_for, handler_outcome, published_event
 from sagas.runtime.routing import Router
 from sagas.runtime.waker import Waker
-from sagas.store.base import ConcurrencyConflictError, Store
-from sagas.store.records import DeadLetter, QueuedEvent, outbox_key
+from sagas.store.base import ConcurrencyConflictError, RoundTx, Store
+from sagas.store.records import DeadLetter, OutboxItem, QueuedEvent, TimerRecord, outbox_key
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("sagas.engine")
 STATE_CACHE_SIZE = 100_000
+STOP_CHECK_INTERVAL = 0.5
+"""The longest an idle worker sleeps before it looks at its stop flag again (seconds)."""
 
 
 @dataclass
@@ -85,7 +87,9 @@ class Engine:
     """Runs sagas: register definitions, publish events, and run the worker loop.
 
     ``batch_size`` bounds the events decided per round (one transaction); ``concurrency`` is
-    how many handlers and subscribers run at once.
+    how many handlers and subscribers run at once; ``lease`` is how long the effects a worker
+    committed are its own to carry out before another worker takes them over (if it died, the
+    effects are carried out again after at most this long).
     """
 
     def __init__(
@@ -96,12 +100,14 @@ class Engine:
         clock: Clock | None = None,
         batch_size: int = 200,
         concurrency: int = 1,
+        lease: timedelta = timedelta(seconds=10),
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.handlers = HandlerRegistry(handlers)
         self.bus = EventBus(store, self.clock)
         self.batch_size = batch_size
+        self.lease = lease
         self.on_finish: list[Callable[[SagaState], None]] = []
         """Called with the final state of every instance that ends, after the commit."""
         self._caller = Caller(concurrency)
@@ -140,34 +146,31 @@ class Engine:
     def _round(self) -> int:
         now = self.clock.now()
         carry = self._carry
-        due = self.store.due_timers(now, self.batch_size)
-        queued = self.store.queued(self.batch_size)
         starts, fired_until = self._scheduled_starts(now)
-        if not (carry or due or queued or fired_until):
-            return self._relay_leftovers()
-        fresh = self._unseen(
-            [*carry.events, *(timer_fired(t.timer, t.saga_id, now) for t in due), *starts],
-            queued,
-        )
-        # One time for the whole round: each log entry records the time its decision was
-        # made at, so replaying the log with those times rebuilds exactly the stored state.
-        batch = Batch(now=now)
-        inputs = [*fresh, *(item.event for item in queued)]
-        self._decide_all(batch, inputs)
-        changes = batch.close()
-        changes.received = fresh
-        changes.processed = [item.position for item in queued]
-        changes.timers_removed += [t.timer.timer_id for t in due]
-        changes.outbox_done = carry.done
-        changes.dead_letters += carry.dead_letters
-        changes.schedules = fired_until
+        leftovers: list[OutboxItem] | None = None
         try:
-            self.store.apply(changes)
+            with self.store.round() as tx:
+                due = tx.due_timers(now, self.batch_size)
+                queued = tx.queued(self.batch_size)
+                if not (carry or due or queued or fired_until):
+                    # Idle: carry out what a worker that died left in the outbox.
+                    leftovers = tx.expired_outbox(now, now + self.lease, self.batch_size)
+                else:
+                    batch = self._decide_round(tx, now, carry, due, queued, starts)
+                    changes = batch.changes
+                    changes.outbox_done = carry.done
+                    changes.dead_letters += carry.dead_letters
+                    changes.schedules = fired_until
+                    changes.lease_until = now + self.lease
+                    tx.apply(changes)
         except ConcurrencyConflictError as exc:
             # Nothing was written; the carry stays, to be recorded by the next round.
-            log.warning("round not committed (another writer was first), retrying: %s", exc)
+            log.warning("round not committed (another worker was first), retrying: %s", exc)
             self._states.clear()
             return 1
+        if leftovers is not None:
+            self._carry = self._relay([(item.saga_id, item.effect) for item in leftovers])
+            return len(leftovers)
         for working in batch.touched.values():
             self._remember(working.state, working.version)
         for name, until in fired_until.items():
@@ -177,7 +180,30 @@ class Engine:
                 listener(state)
         self._carry = _Carry()
         self._carry = self._relay(batch.outbox)
-        return len(inputs) + len(carry.done) + len(due) + len(fired_until)
+        return len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until) + 1
+
+    def _decide_round(
+        self,
+        tx: RoundTx,
+        now: datetime,
+        carry: _Carry,
+        due: Sequence[TimerRecord],
+        queued: Sequence[QueuedEvent],
+        starts: Sequence[Event],
+    ) -> Batch:
+        """Decide everything a round takes in: what the last relay produced, fired timers,
+        scheduled starts and queued events."""
+        fired = [timer_fired(record.timer, record.saga_id, now) for record in due]
+        fresh = self._unseen(tx, [*carry.events, *fired, *starts], queued)
+        # One time for the whole round: each log entry records the time its decision was
+        # made at, so replaying the log with those times rebuilds exactly the stored state.
+        batch = Batch(now=now)
+        self._decide_all(tx, batch, [*fresh, *(item.event for item in queued)])
+        changes = batch.close()
+        changes.received = fresh
+        changes.processed = [item.position for item in queued]
+        changes.timers_removed += [record.timer.timer_id for record in due]
+        return batch
 
     def run_until_idle(self, max_rounds: int = 1_000_000) -> int:
         """Run rounds until nothing is queued, pending or due; returns the work done."""
@@ -191,17 +217,21 @@ class Engine:
 
     def run(self, stop: threading.Event, poll_interval: float = 0.05) -> None:
         """Work until ``stop`` is set. When idle, sleep until APScheduler wakes the loop for
-        the earliest timer or a scheduled saga, or ``poll_interval`` s pass (the time in which
-        events published by other processes are seen)."""
+        the earliest timer or a scheduled saga, the database notifies that another process
+        queued events or committed timers (PostgreSQL ``LISTEN``), or ``poll_interval`` s pass
+        (how soon SQLite workers see other processes' events)."""
         waker = Waker(self.clock)
         waker.start(definition for definition, _ in self._schedules.values())
+        stop_listening = self.store.listen(waker.wake)
         try:
             while not stop.is_set():
                 if self.run_once():
                     continue
                 waker.arm(self._next_wake())
-                waker.wait(poll_interval)
+                waker.wait(min(poll_interval, STOP_CHECK_INTERVAL))
         finally:
+            if stop_listening is not None:
+                stop_listening()
             waker.stop()
 
     def _next_wake(self) -> datetime | None:
@@ -242,10 +272,10 @@ class Engine:
 
     # -- deciding ---------------------------------------------------------------------------
 
-    def _decide_all(self, batch: Batch, events: Sequence[Event]) -> None:
+    def _decide_all(self, tx: RoundTx, batch: Batch, events: Sequence[Event]) -> None:
         routed = [(event, *self._router.routes(event)) for event in events]
         wanted = {route.saga_id for _, routes, _ in routed for route in routes}
-        for saga_id, (version, state) in self._load(wanted).items():
+        for saga_id, (version, state) in self._lock(tx, wanted).items():
             batch.working[saga_id] = Working(state, version, version)
         for event, routes, problems in routed:
             if self.bus.subscribers(event.event_type):
@@ -283,9 +313,11 @@ class Engine:
             working.state, working.version = decision.state, working.version + 1
         batch.record(event, working, decision)
 
-    def _unseen(self, events: Sequence[Event], queued: Sequence[QueuedEvent]) -> list[Event]:
+    def _unseen(
+        self, tx: RoundTx, events: Sequence[Event], queued: Sequence[QueuedEvent]
+    ) -> list[Event]:
         """``events`` less those the inbox has, those queued now, and repeats among them."""
-        known = self.store.seen([event.event_id for event in events])
+        known = tx.seen([event.event_id for event in events])
         known |= {item.event.event_id for item in queued}
         unseen = []
         for event in events:
@@ -300,16 +332,29 @@ class Engine:
             self._definitions[key] = self.store.definition(name, version)
         return self._definitions[key]
 
-    def _load(self, saga_ids: set[str]) -> dict[str, tuple[int, SagaState]]:
-        """Instances by id: from this worker's cache of the states it committed, else stored.
+    def _lock(self, tx: RoundTx, saga_ids: set[str]) -> dict[str, tuple[int, SagaState]]:
+        """Lock the stored instances among ``saga_ids`` for the round and read them: from this
+        worker's cache of the states it committed where the version still matches, else from
+        the store."""
+        versions = tx.versions(saga_ids)
+        found = {
+            saga_id: self._states[saga_id]
+            for saga_id, version in versions.items()
+            if saga_id in self._states and self._states[saga_id][0] == version
+        }
+        missing = versions.keys() - found.keys()
+        if missing:
+            for saga_id, record in tx.instances(missing).items():
+                found[saga_id] = (record.version, record.state)
+        return found
 
-        A cached state that another worker changed since is caught by the version check of
-        the commit, which then clears the cache."""
-        found = {i: self._states[i] for i in saga_ids if i in self._states}
+    def _current(self, saga_ids: set[str]) -> dict[str, SagaState]:
+        """The latest known states (cache, else store), for handler contexts."""
+        found = {i: self._states[i][1] for i in saga_ids if i in self._states}
         missing = saga_ids - found.keys()
         if missing:
             for saga_id, record in self.store.instances(missing).items():
-                found[saga_id] = (record.version, record.state)
+                found[saga_id] = record.state
         return found
 
     def _remember(self, state: SagaState, version: int) -> None:
@@ -325,7 +370,7 @@ class Engine:
         if not outbox:
             return carry
         invoked = {saga_id for saga_id, e in outbox if isinstance(e, InvokeHandler)}
-        states = {saga_id: state for saga_id, (_, state) in self._load(invoked).items()}
+        states = self._current(invoked)
         calls: list[Call] = []
         for saga_id, effect in outbox:
             calls += calls_for(saga_id, effect, self.bus, self.handlers, states)
@@ -353,11 +398,3 @@ class Engine:
                     )
                 )
         return carry
-
-    def _relay_leftovers(self) -> int:
-        """Carry out outbox rows a previous run committed but did not finish (after a crash)."""
-        items = self.store.pending_outbox(self.batch_size)
-        if not items:
-            return 0
-        self._carry = self._relay([(item.saga_id, item.effect) for item in items])
-        return len(items)

@@ -33,7 +33,11 @@ def build_engine(
     modules = import_handler_modules(config.handler_modules)
     store = SQLStore(database_url or config.database_url or DEFAULT_DATABASE_URL)
     engine = Engine(
-        store, clock=clock, batch_size=config.batch_size, concurrency=config.concurrency
+        store,
+        clock=clock,
+        batch_size=config.batch_size,
+        concurrency=config.concurrency,
+        lease=config.lease,
     )
     try:
         for module in modules:

@@ -6,7 +6,8 @@ Implementations: :class:`sagas.store.sql.SQLStore` (SQLite file by default, Post
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 
 from sagas.definitions.model import SagaDefinition
@@ -23,7 +24,13 @@ from sagas.store.records import (
     TimerRecord,
 )
 
-__all__ = ["ConcurrencyConflictError", "Store", "StoreError", "UnknownSagaError"]
+__all__ = [
+    "ConcurrencyConflictError",
+    "RoundTx",
+    "Store",
+    "StoreError",
+    "UnknownSagaError",
+]
 
 
 class StoreError(SagaError):
@@ -42,8 +49,64 @@ class UnknownSagaError(SagaError, LookupError):
         super().__init__(f"no saga instance {saga_id!r}")
 
 
+class RoundTx(ABC):
+    """One round of a worker: a write transaction in which it claims work, reads the instances
+    concerned, and writes its decisions. Claimed rows are locked until the round ends (on
+    PostgreSQL ``FOR UPDATE SKIP LOCKED``: other workers take other rows; on SQLite the round
+    holds the database's write lock), so a crashed worker's claims vanish with its connection.
+    """
+
+    @abstractmethod
+    def queued(self, limit: int) -> list[QueuedEvent]:
+        """Claim the oldest queued events, never one whose instance has an older queued event
+        claimed by another worker (an instance's events are decided in order)."""
+
+    @abstractmethod
+    def due_timers(self, now: datetime, limit: int) -> list[TimerRecord]:
+        """Claim timers due at ``now`` or earlier, earliest first."""
+
+    @abstractmethod
+    def expired_outbox(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxItem]:
+        """Claim outbox rows whose lease expired (their worker died before carrying them out)
+        and lease them to this worker until ``lease_until``."""
+
+    @abstractmethod
+    def seen(self, event_ids: Collection[str]) -> set[str]:
+        """Those of ``event_ids`` the inbox has (queued or processed)."""
+
+    @abstractmethod
+    def versions(self, saga_ids: Collection[str]) -> dict[str, int]:
+        """Lock the instances among ``saga_ids`` for this round; their current versions."""
+
+    @abstractmethod
+    def instances(self, saga_ids: Collection[str]) -> dict[str, InstanceRecord]:
+        """The stored instances among ``saga_ids``."""
+
+    @abstractmethod
+    def apply(self, changes: Changes) -> None:
+        """Write ``changes``; they commit with the round, all of it or nothing.
+
+        :raises ConcurrencyConflictError: when an instance to create exists, or an instance to
+            update no longer has the expected version.
+        """
+
+
 class Store(ABC):
     """Durable home of definitions, instances, their logs, the queue, outbox and timers."""
+
+    @abstractmethod
+    def round(self) -> AbstractContextManager[RoundTx]:
+        """A worker's round; commits when the block ends normally, else rolls back.
+
+        :raises ConcurrencyConflictError: when another worker got in the way (a changed
+            instance, a lock cycle); nothing of the round was written.
+        """
+
+    def listen(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        """Call ``wake`` whenever another process queues events or commits timers; returns a
+        function that stops listening, or ``None`` where the database cannot notify (then
+        workers poll)."""
+        return None
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -76,10 +139,6 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def seen(self, event_ids: Collection[str]) -> set[str]:
-        """Those of ``event_ids`` the inbox has (queued or processed)."""
-
-    @abstractmethod
     def queued(self, limit: int) -> list[QueuedEvent]:
         """The oldest queued events, by global position."""
 
@@ -91,23 +150,11 @@ class Store(ABC):
     def find_instance(self, saga_name: str, correlation_key: str) -> InstanceRecord | None:
         """The instance of ``saga_name`` keyed ``correlation_key``, if any."""
 
-    @abstractmethod
-    def apply(self, changes: Changes) -> None:
-        """Write ``changes`` in ONE transaction: all of it or nothing.
-
-        :raises ConcurrencyConflictError: when an instance to create exists, or an instance to
-            update no longer has the expected version.
-        """
-
     # -- effects and timers -----------------------------------------------------------------
 
     @abstractmethod
     def pending_outbox(self, limit: int) -> list[OutboxItem]:
         """Effects not yet carried out, oldest first."""
-
-    @abstractmethod
-    def due_timers(self, now: datetime, limit: int) -> list[TimerRecord]:
-        """Timers due at ``now`` or earlier, earliest first."""
 
     @abstractmethod
     def schedules(self) -> dict[str, datetime]:

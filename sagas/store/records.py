@@ -115,7 +115,8 @@ class Changes:
     ``updated`` pairs each new record with the version it must still have in the store;
     ``received`` are events decided in this transaction without having been queued (their ids
     join the inbox as processed); ``outbox_done`` holds outbox keys (:func:`outbox_key`);
-    ``schedules`` moves a scheduled saga's ``fired_until`` forward.
+    ``schedules`` moves a scheduled saga's ``fired_until`` forward; new outbox rows are leased
+    to the writing worker until ``lease_until``.
     """
 
     created: list[InstanceRecord] = field(default_factory=list)
@@ -129,6 +130,7 @@ class Changes:
     received: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     schedules: dict[str, datetime] = field(default_factory=dict)
+    lease_until: datetime | None = None
 
     def __bool__(self) -> bool:
         return any(bool(value) for value in vars(self).values())

@@ -113,11 +113,20 @@ inbox = Table(
     Column("position", Position, primary_key=True, autoincrement=True),
     Column("event_id", String(200), nullable=False, unique=True),
     Column("event_type", String(200), nullable=False),
+    Column("saga_id", String(64)),
     Column("event", Text, nullable=False),
     Column("queued", Boolean, nullable=False),
     Column("enqueued_at", UTCDateTime, nullable=False),
     Index(
         "ix_saga_inbox_queued",
+        "position",
+        sqlite_where=text("queued = 1"),
+        postgresql_where=text("queued"),
+    ),
+    # A worker never claims an event while an older one of the same instance waits.
+    Index(
+        "ix_saga_inbox_queued_saga",
+        "saga_id",
         "position",
         sqlite_where=text("queued = 1"),
         postgresql_where=text("queued"),
@@ -131,9 +140,11 @@ outbox = Table(
     Column("saga_id", String(64), nullable=False),
     Column("key", String(300), nullable=False, unique=True),
     Column("effect", Text, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
 )
 """An effect stays in the outbox until it was carried out; its row is then deleted (the log
-keeps every effect of every decision)."""
+keeps every effect of every decision). The worker that wrote it holds a lease on it; when the
+lease runs out (the worker died), another worker carries it out."""
 
 timers = Table(
     "saga_timers",

@@ -1,13 +1,14 @@
 """The store on SQLAlchemy Core: a SQLite file by default, PostgreSQL for production.
 
-Dialect differences live in the small hooks at the bottom (connection set-up, insert-or-skip).
+Dialect differences live in :mod:`sagas.store.dialect`; a worker's round in
+:mod:`sagas.store.round`; rows and statements in :mod:`sagas.store.rows`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -16,36 +17,30 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import (
-    Connection,
-    Engine,
-    Table,
-    bindparam,
-    create_engine,
-    delete,
-    event,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Engine, Table, func, insert, select
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.effects import (
-    ScheduleTimer,
     TimerKind,
-    effects_adapter,
     outbox_adapter,
 )
-from sagas.engine.state import InstanceStatus, SagaState
+from sagas.engine.state import InstanceStatus
 from sagas.events import Event
+from sagas.store import rows
 from sagas.store import schema as t
 from sagas.store.base import ConcurrencyConflictError, Store, StoreError, UnknownSagaError
 from sagas.store.bulk import BulkStatements
+from sagas.store.dialect import (
+    SQLITE_PRAGMAS,
+    create_store_engine,
+    insert_or_skip,
+    is_conflict,
+    listen,
+    notify,
+)
 from sagas.store.records import (
     Changes,
     DeadLetter,
@@ -56,8 +51,9 @@ from sagas.store.records import (
     TimerRecord,
     outbox_key,
 )
+from sagas.store.round import SQLRound
 
-__all__ = ["DEFAULT_DATABASE_URL", "SQLStore", "database_url"]
+__all__ = ["DEFAULT_DATABASE_URL", "SQLITE_PRAGMAS", "SQLStore", "database_url"]
 
 DEFAULT_DATABASE_URL = "sqlite:///sagas.db"
 
@@ -84,7 +80,7 @@ class SQLStore(Store):
         if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
             Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.engine: Engine = _create_engine(self.url, self.dialect)
+            self.engine: Engine = create_store_engine(self.url, self.dialect)
         except (ImportError, ArgumentError) as exc:
             extra = (
                 " (pip install 'sagas-engine[postgres]')" if self.dialect == "postgresql" else ""
@@ -153,20 +149,35 @@ class SQLStore(Store):
         with self._read("reading definitions") as conn:
             return [SagaDefinition.model_validate_json(body) for body in conn.scalars(query)]
 
+    # -- rounds -----------------------------------------------------------------------------
+
+    @contextmanager
+    def round(self) -> Iterator[SQLRound]:
+        try:
+            with self._write("running a round") as conn:
+                yield SQLRound(self, conn)
+        except ConcurrencyConflictError:
+            raise
+        except StoreError as exc:
+            if exc.__cause__ is not None and is_conflict(exc.__cause__):
+                raise ConcurrencyConflictError(
+                    f"{self._where}: another worker got there first ({exc.__cause__})"
+                ) from exc
+            raise
+
+    def listen(self, wake: Callable[[], None]) -> Callable[[], None] | None:
+        return listen(self.engine, wake)
+
     # -- queue and deciding -----------------------------------------------------------------
 
     def enqueue(self, events: Sequence[Event]) -> int:
         if not events:
             return 0
         with self._write("queueing events") as conn:
-            return self._enqueue(conn, events)
-
-    def seen(self, event_ids: Collection[str]) -> set[str]:
-        if not event_ids:
-            return set()
-        query = select(t.inbox.c.event_id).where(t.inbox.c.event_id.in_(list(event_ids)))
-        with self._read("reading the inbox") as conn:
-            return set(conn.scalars(query))
+            queued = self._enqueue(conn, events)
+            if queued:
+                notify(conn)
+            return queued
 
     def queued(self, limit: int) -> list[QueuedEvent]:
         query = (
@@ -186,7 +197,7 @@ class SQLStore(Store):
             t.instances.c.saga_id.in_(list(saga_ids))
         )
         with self._read("reading instances") as conn:
-            records = [_instance(row) for row in conn.execute(query)]
+            records = [rows.instance(row) for row in conn.execute(query)]
         return {record.saga_id: record for record in records}
 
     def find_instance(self, saga_name: str, correlation_key: str) -> InstanceRecord | None:
@@ -196,52 +207,45 @@ class SQLStore(Store):
         )
         with self._read("finding an instance") as conn:
             row = conn.execute(query).first()
-        return None if row is None else _instance(row)
-
-    def apply(self, changes: Changes) -> None:
-        try:
-            with self._write("committing a decision") as conn:
-                self._apply(conn, changes)
-        except IntegrityError as exc:
-            raise ConcurrencyConflictError(
-                f"{self._where}: another writer got there first"
-            ) from exc
+        return None if row is None else rows.instance(row)
 
     def _apply(self, conn: Connection, changes: Changes) -> None:
+        """Write ``changes`` on ``conn`` (inside the caller's transaction)."""
         run = self._bulk.execute
         if changes.created:
-            rows = [_instance_row(record) for record in changes.created]
-            run(conn, "create_instance", lambda: _insert(t.instances, rows[0]), rows)
+            batch = [rows.instance_row(record) for record in changes.created]
+            run(conn, "create_instance", lambda: rows.insert_row(t.instances, batch[0]), batch)
         if changes.updated:
-            rows = [_instance_row(r) | {"expected": v} for r, v in changes.updated]
-            if run(conn, "update_instance", _update_instance, rows) != len(rows):
+            batch = [rows.instance_row(r) | {"expected": v} for r, v in changes.updated]
+            if run(conn, "update_instance", rows.update_instance, batch) != len(batch):
                 raise ConcurrencyConflictError(
                     f"{self._where}: an instance changed under this worker"
                 )
         if changes.log:
-            rows = [_log_row(entry) for entry in changes.log]
-            run(conn, "append_log", lambda: _insert(t.event_log, rows[0]), rows)
+            batch = [rows.log_row(entry) for entry in changes.log]
+            run(conn, "append_log", lambda: rows.insert_row(t.event_log, batch[0]), batch)
         if changes.processed:
-            rows = [{"b_position": position} for position in changes.processed]
-            run(conn, "processed", _mark_processed, rows)
+            batch = [{"b_position": position} for position in changes.processed]
+            run(conn, "processed", rows.mark_processed, batch)
         if changes.outbox:
-            rows = [
+            batch = [
                 {
                     "saga_id": saga_id,
                     "key": outbox_key(effect),
                     "effect": effect.model_dump_json(by_alias=True),
+                    "lease_until": changes.lease_until,
                 }
                 for saga_id, effect in changes.outbox
             ]
-            run(conn, "outbox", lambda: self._insert_or_skip(t.outbox, rows[0], "key"), rows)
+            run(conn, "outbox", lambda: self._insert_or_skip(t.outbox, batch[0], "key"), batch)
         if changes.outbox_done:
-            rows = [{"b_key": key} for key in changes.outbox_done]
-            run(conn, "outbox_done", _mark_outbox_done, rows)
+            batch = [{"b_key": key} for key in changes.outbox_done]
+            run(conn, "outbox_done", rows.mark_outbox_done, batch)
         if changes.timers_removed:
-            rows = [{"b_timer_id": timer_id} for timer_id in changes.timers_removed]
-            run(conn, "remove_timer", _remove_timer, rows)
+            batch = [{"b_timer_id": timer_id} for timer_id in changes.timers_removed]
+            run(conn, "remove_timer", rows.remove_timer, batch)
         if changes.timers:
-            rows = [
+            batch = [
                 {
                     "timer_id": record.timer.timer_id,
                     "saga_id": record.saga_id,
@@ -251,17 +255,18 @@ class SQLStore(Store):
                 }
                 for record in changes.timers
             ]
-            build = lambda: self._insert_or_skip(t.timers, rows[0], "timer_id")  # noqa: E731
-            run(conn, "timer", build, rows)
+            build = lambda: self._insert_or_skip(t.timers, batch[0], "timer_id")  # noqa: E731
+            run(conn, "timer", build, batch)
+            notify(conn)  # idle workers re-arm for the earliest timer
         if changes.received:
             # Decided without being queued: only the id is kept, for deduplication.
-            rows = [_inbox_row(event, queued=False) for event in changes.received]
-            run(conn, "received", lambda: _insert(t.inbox, rows[0]), rows)
+            batch = [rows.inbox_row(event, queued=False) for event in changes.received]
+            run(conn, "received", lambda: rows.insert_row(t.inbox, batch[0]), batch)
         if changes.schedules:
-            rows = [
+            batch = [
                 {"b_name": name, "fired_until": until} for name, until in changes.schedules.items()
             ]
-            run(conn, "schedule_fired", _schedule_fired, rows)
+            run(conn, "schedule_fired", rows.schedule_fired, batch)
         if changes.dead_letters:
             conn.execute(
                 insert(t.dead_letters),
@@ -279,19 +284,12 @@ class SQLStore(Store):
             )
 
     def _enqueue(self, conn: Connection, events: Sequence[Event]) -> int:
-        rows = [_inbox_row(event, queued=True) for event in events]
-        build = lambda: self._insert_or_skip(t.inbox, rows[0], "event_id")  # noqa: E731
-        return max(self._bulk.execute(conn, "enqueue", build, rows), 0)
+        batch = [rows.inbox_row(event, queued=True) for event in events]
+        build = lambda: self._insert_or_skip(t.inbox, batch[0], "event_id")  # noqa: E731
+        return max(self._bulk.execute(conn, "enqueue", build, batch), 0)
 
     def _insert_or_skip(self, table: Table, row: Mapping[str, Any], key: str) -> Executable:
-        """INSERT of ``row``'s columns that skips rows whose unique ``key`` already exists."""
-        values: dict[str, Any] = {column: bindparam(column) for column in row}
-        if self.dialect == "sqlite":
-            return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=[key])
-        if self.dialect == "postgresql":
-            statement = postgresql.insert(table).values(values)
-            return statement.on_conflict_do_nothing(index_elements=[key])
-        raise StoreError(f"unsupported database {self.dialect!r}: use SQLite or PostgreSQL")
+        return insert_or_skip(self.dialect, table, row, key)
 
     # -- effects and timers -----------------------------------------------------------------
 
@@ -307,16 +305,6 @@ class SQLStore(Store):
             OutboxItem(row.id, row.saga_id, outbox_adapter.validate_json(row.effect))
             for row in rows
         ]
-
-    def due_timers(self, now: datetime, limit: int) -> list[TimerRecord]:
-        query = (
-            select(t.timers.c.saga_id, t.timers.c.timer)
-            .where(t.timers.c.due_at <= now)
-            .order_by(t.timers.c.due_at)
-            .limit(limit)
-        )
-        with self._read("reading due timers") as conn:
-            return [_timer(row) for row in conn.execute(query)]
 
     def schedules(self) -> dict[str, datetime]:
         query = select(t.schedules.c.saga_name, t.schedules.c.fired_until)
@@ -369,7 +357,7 @@ class SQLStore(Store):
             query = query.where(t.instances.c.saga_name == saga_name)
         query = query.order_by(t.instances.c.updated_at.desc(), t.instances.c.saga_id)
         with self._read("listing instances") as conn:
-            return [_instance(row) for row in conn.execute(query.limit(limit).offset(offset))]
+            return [rows.instance(row) for row in conn.execute(query.limit(limit).offset(offset))]
 
     def count_instances(self) -> dict[tuple[str, InstanceStatus], int]:
         query = select(t.instances.c.saga_name, t.instances.c.status, func.count()).group_by(
@@ -381,7 +369,7 @@ class SQLStore(Store):
     def log(self, saga_id: str) -> list[LogEntry]:
         query = select(t.event_log).where(t.event_log.c.saga_id == saga_id)
         with self._read("reading a log") as conn:
-            return [_log_entry(row) for row in conn.execute(query.order_by(t.event_log.c.seq))]
+            return [rows.log_entry(row) for row in conn.execute(query.order_by(t.event_log.c.seq))]
 
     def log_from(self, position: int, limit: int) -> list[LogEntry]:
         query = (
@@ -391,14 +379,14 @@ class SQLStore(Store):
             .limit(limit)
         )
         with self._read("reading the log") as conn:
-            return [_log_entry(row) for row in conn.execute(query)]
+            return [rows.log_entry(row) for row in conn.execute(query)]
 
     def timers(self, saga_id: str | None = None) -> list[TimerRecord]:
         query = select(t.timers.c.saga_id, t.timers.c.timer).order_by(t.timers.c.due_at)
         if saga_id is not None:
             query = query.where(t.timers.c.saga_id == saga_id)
         with self._read("reading timers") as conn:
-            return [_timer(row) for row in conn.execute(query)]
+            return [rows.timer(row) for row in conn.execute(query)]
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         query = select(t.dead_letters).order_by(t.dead_letters.c.id.desc()).limit(limit)
@@ -429,9 +417,9 @@ class SQLStore(Store):
     def _translate(self, doing: str) -> Iterator[None]:
         try:
             yield
-        except (ConcurrencyConflictError, IntegrityError):
+        except ConcurrencyConflictError:
             raise
-        except OperationalError as exc:
+        except DBAPIError as exc:
             raise StoreError(f"{self._where}: {doing} failed: {exc.orig}") from exc
         except SQLAlchemyError as exc:
             raise StoreError(f"{self._where}: {doing} failed: {exc}") from exc
@@ -447,148 +435,6 @@ class SQLStore(Store):
             conn.execution_options(sagas_write=True)
             with conn.begin():
                 yield conn
-
-
-# -- rows <-> records -------------------------------------------------------------------------
-
-
-def _insert(table: Table, row: Mapping[str, Any]) -> Executable:
-    return insert(table).values({column: bindparam(column) for column in row})
-
-
-def _update_instance() -> Executable:
-    return (
-        update(t.instances)
-        .where(t.instances.c.saga_id == bindparam("saga_id"))
-        .where(t.instances.c.version == bindparam("expected"))
-        .values(
-            status=bindparam("status"),
-            state=bindparam("state"),
-            version=bindparam("version"),
-            updated_at=bindparam("updated_at"),
-        )
-    )
-
-
-def _mark_processed() -> Executable:
-    inbox = t.inbox
-    return update(inbox).where(inbox.c.position == bindparam("b_position")).values(queued=False)
-
-
-def _mark_outbox_done() -> Executable:
-    outbox = t.outbox
-    return delete(outbox).where(outbox.c.key == bindparam("b_key"))
-
-
-def _schedule_fired() -> Executable:
-    schedules = t.schedules
-    return (
-        update(schedules)
-        .where(schedules.c.saga_name == bindparam("b_name"))
-        .where(schedules.c.fired_until < bindparam("fired_until"))
-        .values(fired_until=bindparam("fired_until"))
-    )
-
-
-def _remove_timer() -> Executable:
-    return delete(t.timers).where(t.timers.c.timer_id == bindparam("b_timer_id"))
-
-
-def _inbox_row(event: Event, *, queued: bool) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "event_type": event.event_type,
-        "event": event.to_json() if queued else "",
-        "queued": queued,
-        "enqueued_at": event.timestamp,
-    }
-
-
-def _instance(row: Any) -> InstanceRecord:
-    return InstanceRecord(SagaState.model_validate_json(row.state), row.version)
-
-
-def _instance_row(record: InstanceRecord) -> dict[str, Any]:
-    state = record.state
-    return {
-        "saga_id": state.saga_id,
-        "saga_name": state.saga_name,
-        "definition_version": state.definition_version,
-        "correlation_key": state.correlation_key,
-        "status": state.status.value,
-        "state": state.model_dump_json(),
-        "version": record.version,
-        "created_at": state.started_at,
-        "updated_at": state.updated_at,
-    }
-
-
-def _log_row(entry: LogEntry) -> dict[str, Any]:
-    return {
-        "saga_id": entry.saga_id,
-        "seq": entry.seq,
-        "event_id": entry.event.event_id,
-        "event_type": entry.event.event_type,
-        "event": entry.event.to_json(),
-        "note": entry.note,
-        "effects": effects_adapter.dump_json(list(entry.effects), by_alias=True).decode(),
-        "ignored": entry.ignored,
-        "recorded_at": entry.recorded_at,
-    }
-
-
-def _log_entry(row: Any) -> LogEntry:
-    return LogEntry(
-        saga_id=row.saga_id,
-        seq=row.seq,
-        event=Event.model_validate_json(row.event),
-        note=row.note,
-        effects=tuple(effects_adapter.validate_json(row.effects)),
-        ignored=row.ignored,
-        recorded_at=row.recorded_at,
-        position=row.position,
-    )
-
-
-def _timer(row: Any) -> TimerRecord:
-    return TimerRecord(row.saga_id, ScheduleTimer.model_validate_json(row.timer))
-
-
-# -- dialect hooks ----------------------------------------------------------------------------
-
-
-def _create_engine(url: str, dialect: str) -> Engine:
-    if dialect != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Take transaction control from the driver so writes can BEGIN IMMEDIATE (no lock
-        # upgrade deadlocks between processes) and reads stay plain deferred transactions.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in SQLITE_PRAGMAS:
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("sagas_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-
-    return engine
-
-
-SQLITE_PRAGMAS = (
-    "journal_mode=WAL",
-    "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
-    "foreign_keys=ON",
-    "busy_timeout=30000",
-    "temp_store=MEMORY",
-    "cache_size=-65536",
-)
-"""Connection settings of every SQLite connection (the benchmarks' raw baseline uses them too)."""
 
 
 def _alembic_config(conn: Connection) -> Config:

@@ -1,4 +1,4 @@
-"""The engine end to end on a real SQLite file: orders flow, compensate, replay and dedupe."""
+"""The engine end to end on every backend: orders flow, compensate, replay and dedupe."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from runtime_checks import (
@@ -31,8 +30,8 @@ ORDERS = 200
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: ManualClock) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock) as engine:
+def engine(database: str, clock: ManualClock) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock) as engine:
         yield engine
 
 
@@ -112,9 +111,9 @@ def test_finished_listeners_hear_each_instance_once(
 
 @pytest.mark.parametrize("concurrency", [1, 4])
 def test_every_order_ends_whatever_the_concurrency(
-    db_path: Path, clock: ManualClock, order_definition: SagaDefinition, concurrency: int
+    database: str, clock: ManualClock, order_definition: SagaDefinition, concurrency: int
 ) -> None:
-    engine = Engine(SQLStore(str(db_path)), clock=clock, concurrency=concurrency, batch_size=7)
+    engine = Engine(SQLStore(database), clock=clock, concurrency=concurrency, batch_size=7)
     try:
         with_participants(engine, fail_rate=0.3)
         engine.register(order_definition)
@@ -189,10 +188,10 @@ class TickingClock(ManualClock):
 
 
 def test_logs_replay_to_the_stored_state_when_the_clock_moves_during_a_decision(
-    db_path: Path, order_definition: SagaDefinition
+    database: str, order_definition: SagaDefinition
 ) -> None:
     clock = TickingClock()
-    with saga_engine(db_path, clock=clock) as engine:
+    with saga_engine(database, clock=clock) as engine:
         with_participants(engine, fail_rate=0.5)
         engine.register(order_definition)
         for n in range(10):
@@ -276,9 +275,9 @@ def run_until_crash(engine: Engine, rounds: int = 10) -> None:
 
 
 def test_a_crash_inside_the_commit_of_a_decision_writes_none_of_it(
-    db_path: Path, clock: ManualClock, order_definition: SagaDefinition
+    database: str, clock: ManualClock, order_definition: SagaDefinition
 ) -> None:
-    store = CrashingStore(str(db_path))
+    store = CrashingStore(database)
     engine = Engine(store, clock=clock)
     try:
         with_participants(engine, fail_rate=0.0)
@@ -304,9 +303,9 @@ def test_a_crash_inside_the_commit_of_a_decision_writes_none_of_it(
 
 
 def test_a_crash_before_a_delivery_is_committed_redelivers_and_absorbs_the_repeat(
-    db_path: Path, clock: ManualClock, order_definition: SagaDefinition
+    database: str, clock: ManualClock, order_definition: SagaDefinition
 ) -> None:
-    store = CrashingStore(str(db_path))
+    store = CrashingStore(database)
     engine = Engine(store, clock=clock)
     participants = with_participants(engine, fail_rate=0.0)
     engine.register(order_definition)
@@ -320,11 +319,14 @@ def test_a_crash_before_a_delivery_is_committed_redelivers_and_absorbs_the_repea
     saga_id = saga_id_for("order_fulfillment", "order-1")
     assert participants.counts == {"reserve": 1}
 
-    with saga_engine(db_path, clock=clock) as restarted:
+    with saga_engine(database, clock=clock) as restarted:
         participants.subscribe(restarted.bus)
         participants.register(restarted.handlers)
         restarted.register(order_definition)
         assert [i.effect.effect for i in restarted.store.pending_outbox(10)] == ["publish"]
+        restarted.run_until_idle()
+        assert participants.counts["reserve"] == 1  # the dead worker's lease still holds
+        clock.advance(restarted.lease)
         restarted.run_until_idle()
 
         assert participants.counts["reserve"] == 2  # at least once ...

@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("position", Position, primary_key=True, autoincrement=True),
         sa.Column("event_id", sa.String(200), nullable=False, unique=True),
         sa.Column("event_type", sa.String(200), nullable=False),
+        sa.Column("saga_id", sa.String(64)),
         sa.Column("event", sa.Text, nullable=False),
         sa.Column("queued", sa.Boolean, nullable=False),
         sa.Column("enqueued_at", UTCDateTime, nullable=False),
@@ -76,12 +77,20 @@ def upgrade() -> None:
         sqlite_where=sa.text("queued = 1"),
         postgresql_where=sa.text("queued"),
     )
+    op.create_index(
+        "ix_saga_inbox_queued_saga",
+        "saga_inbox",
+        ["saga_id", "position"],
+        sqlite_where=sa.text("queued = 1"),
+        postgresql_where=sa.text("queued"),
+    )
     op.create_table(
         "saga_outbox",
         sa.Column("id", Position, primary_key=True, autoincrement=True),
         sa.Column("saga_id", sa.String(64), nullable=False),
         sa.Column("key", sa.String(300), nullable=False, unique=True),
         sa.Column("effect", sa.Text, nullable=False),
+        sa.Column("lease_until", UTCDateTime, nullable=False),
     )
     op.create_table(
         "saga_timers",

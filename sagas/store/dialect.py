@@ -1,0 +1,128 @@
+"""What differs between SQLite and PostgreSQL, in small hooks: connecting, insert-or-skip,
+row locks, telling a conflict from a failure, and waking other workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, bindparam, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.sql.expression import Executable
+
+__all__ = [
+    "NOTIFY_CHANNEL",
+    "SQLITE_PRAGMAS",
+    "create_store_engine",
+    "insert_or_skip",
+    "is_conflict",
+    "listen",
+    "notify",
+]
+
+log = logging.getLogger("sagas.store")
+
+SQLITE_PRAGMAS = (
+    "journal_mode=WAL",
+    "synchronous=NORMAL",  # durable across process crashes; WAL keeps it consistent
+    "foreign_keys=ON",
+    "busy_timeout=30000",
+    "temp_store=MEMORY",
+    "cache_size=-65536",
+)
+"""Connection settings of every SQLite connection (the benchmarks' raw baseline uses them too)."""
+
+NOTIFY_CHANNEL = "sagas_wakeup"
+"""The PostgreSQL channel on which publishers and workers wake idle workers."""
+
+# PostgreSQL: serialization failure, deadlock detected, lock not available.
+_CONFLICT_STATES = {"40001", "40P01", "55P03"}
+
+
+def create_store_engine(url: str, dialect: str) -> Engine:
+    """The SQLAlchemy engine, set up for the dialect.
+
+    SQLite: the pragmas on every connection, and transaction control taken from the driver so a
+    write transaction starts with ``BEGIN IMMEDIATE`` (it holds the write lock from the start:
+    no lock-upgrade deadlocks between processes) while reads stay plain deferred transactions.
+    """
+    if dialect != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=4)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("sagas_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def insert_or_skip(dialect: str, table: Table, row: Mapping[str, Any], key: str) -> Executable:
+    """INSERT of ``row``'s columns that skips rows whose unique ``key`` already exists."""
+    values: dict[str, Any] = {column: bindparam(column) for column in row}
+    if dialect == "sqlite":
+        return sqlite.insert(table).values(values).on_conflict_do_nothing(index_elements=[key])
+    if dialect == "postgresql":
+        statement = postgresql.insert(table).values(values)
+        return statement.on_conflict_do_nothing(index_elements=[key])
+    raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether a database error means "another writer got there first" (retry the round)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    state = getattr(getattr(exc, "orig", None), "sqlstate", None)
+    return isinstance(exc, DBAPIError) and state in _CONFLICT_STATES
+
+
+def notify(conn: Connection) -> None:
+    """Wake the workers listening on the database (PostgreSQL; SQLite workers poll)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+
+
+def listen(engine: Engine, wake: Callable[[], None]) -> Callable[[], None] | None:
+    """Call ``wake`` on every notification (PostgreSQL), from a thread with its own
+    connection; returns the function that stops it. ``None`` on SQLite."""
+    if engine.dialect.name != "postgresql":
+        return None
+    import psycopg  # the driver of the engine's URL
+
+    url = engine.url.set(drivername="postgresql")
+    dsn = url.render_as_string(hide_password=False)
+    stopping = threading.Event()
+    conn = psycopg.connect(dsn, autocommit=True)
+    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+    def receive() -> None:
+        try:
+            while not stopping.is_set():
+                for _ in conn.notifies(timeout=0.5, stop_after=1):
+                    wake()
+        except psycopg.Error as exc:  # the server went away: workers fall back to polling
+            if not stopping.is_set():
+                log.warning("stopped listening for wake-ups: %s", exc)
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=receive, name="sagas-listen", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        stopping.set()
+        thread.join(timeout=2)
+
+    return stop
