@@ -85,4 +85,8 @@ class Waker:
     def stop(self) -> None:
         """Shut the scheduler down."""
         if self._scheduler.running:
+            # Its thread may be between running the next-timer job and removing it; once the
+            # scheduler is stopped that removal fails in the thread. Removing the jobs first
+            # (under the scheduler's lock) leaves it nothing to remove.
+            self._scheduler.remove_all_jobs()
             self._scheduler.shutdown(wait=False)
