@@ -35,6 +35,8 @@ class EventBus:
         self._store = store
         self._clock = clock
         self._subscribers: defaultdict[str, list[Subscriber]] = defaultdict(list)
+        self.on_publish: Callable[[], None] | None = None
+        """Called after an event was queued (the engine then looks at the queue soon)."""
 
     def subscribe(self, event_type: str, subscriber: Subscriber) -> None:
         """Call ``subscriber`` with every event of ``event_type`` (several may subscribe)."""
@@ -64,7 +66,10 @@ class EventBus:
         if collected is not None:
             collected.append(event)
             return True
-        return self._store.enqueue([event]) == 1
+        new = self._store.enqueue([event]) == 1
+        if new and self.on_publish is not None:
+            self.on_publish()
+        return new
 
     def reply(self, command: Event, event_type: str, data: dict[str, Any] | None = None) -> Event:
         """Answer ``command`` with ``event_type``: the reply carries the command's saga id,

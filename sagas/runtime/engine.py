@@ -22,6 +22,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -52,6 +53,9 @@ log = logging.getLogger("sagas.engine")
 STATE_CACHE_SIZE = 100_000
 STOP_CHECK_INTERVAL = 0.5
 """The longest an idle worker sleeps before it looks at its stop flag again (seconds)."""
+SHARED_CHECK_INTERVAL = 0.05
+"""While a worker is busy with the events its own effects produced, how often it also looks for
+queued events and due timers (seconds), unless told sooner that there are some."""
 
 
 @dataclass
@@ -116,6 +120,9 @@ class Engine:
         self._states: OrderedDict[str, tuple[int, SagaState]] = OrderedDict()
         self._carry = _Carry()
         self._schedules: dict[str, tuple[SagaDefinition, datetime]] = {}
+        self._noticed = True  # there may be queued events or due timers
+        self._checked_at = 0.0
+        self.bus.on_publish = self.notice
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -138,6 +145,11 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------
 
+    def notice(self) -> None:
+        """Tell the engine that events were queued or timers committed elsewhere: its next
+        round looks at the queue and the timers even while busy with its own work."""
+        self._noticed = True
+
     def run_once(self) -> int:
         """One round; returns how much work it did (0: idle)."""
         with _gc_paused():
@@ -150,8 +162,11 @@ class Engine:
         leftovers: list[OutboxItem] | None = None
         try:
             with self.store.round() as tx:
-                due = tx.due_timers(now, self.batch_size)
-                queued = tx.queued(self.batch_size)
+                if self._should_look(carry):
+                    due = tx.due_timers(now, self.batch_size)
+                    queued = tx.queued(self.batch_size)
+                else:
+                    due, queued = [], []
                 if not (carry or due or queued or fired_until):
                     # Idle: carry out what a worker that died left in the outbox.
                     leftovers = tx.expired_outbox(now, now + self.lease, self.batch_size)
@@ -181,6 +196,16 @@ class Engine:
         self._carry = _Carry()
         self._carry = self._relay(batch.outbox)
         return len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until) + 1
+
+    def _should_look(self, carry: _Carry) -> bool:
+        """Whether this round looks for queued events and due timers: always when it has no
+        work of its own, else when told there are some or once every
+        ``SHARED_CHECK_INTERVAL`` (two queries fewer for most rounds of a busy worker)."""
+        clock = time.monotonic()
+        if carry and not self._noticed and clock - self._checked_at < SHARED_CHECK_INTERVAL:
+            return False
+        self._noticed, self._checked_at = False, clock
+        return True
 
     def _decide_round(
         self,
@@ -222,7 +247,12 @@ class Engine:
         (how soon SQLite workers see other processes' events)."""
         waker = Waker(self.clock)
         waker.start(definition for definition, _ in self._schedules.values())
-        stop_listening = self.store.listen(waker.wake)
+
+        def woken() -> None:
+            self.notice()
+            waker.wake()
+
+        stop_listening = self.store.listen(woken)
         try:
             while not stop.is_set():
                 if self.run_once():

@@ -257,7 +257,6 @@ class SQLStore(Store):
             ]
             build = lambda: self._insert_or_skip(t.timers, batch[0], "timer_id")  # noqa: E731
             run(conn, "timer", build, batch)
-            notify(conn)  # idle workers re-arm for the earliest timer
         if changes.received:
             # Decided without being queued: only the id is kept, for deduplication.
             batch = [rows.inbox_row(event, queued=False) for event in changes.received]
