@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[test,postgres,bench]"
 	touch $(STAMP)
 
 # The main job: order sagas flowing through the engine on embedded SQLite (sagas-demo.db).
@@ -40,3 +40,5 @@ clean:
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.sqlite_throughput
 	$(BIN)/python -m benchmarks.instance_scaling
+	$(BIN)/python -m benchmarks.timers
+	$(BIN)/python -m benchmarks.postgres_vs_dbos

@@ -1,5 +1,6 @@
 """What differs between SQLite and PostgreSQL, in small hooks: connecting, insert-or-skip,
-row locks, telling a conflict from a failure, and waking other workers."""
+row locks, telling a conflict from a failure, waking other workers, and making workers that
+start together change the schema and the definitions one at a time."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ __all__ = [
     "insert_or_skip",
     "is_conflict",
     "listen",
+    "lock_schema",
     "notify",
 ]
 
@@ -37,6 +39,9 @@ SQLITE_PRAGMAS = (
 
 NOTIFY_CHANNEL = "sagas_wakeup"
 """The PostgreSQL channel on which publishers and workers wake idle workers."""
+
+SCHEMA_LOCK = 0x5A6A5_0001
+"""The PostgreSQL advisory lock key that migrations and definition registrations hold."""
 
 # PostgreSQL: serialization failure, deadlock detected, lock not available.
 _CONFLICT_STATES = {"40001", "40P01", "55P03"}
@@ -86,6 +91,16 @@ def is_conflict(exc: BaseException) -> bool:
         return True
     state = getattr(getattr(exc, "orig", None), "sqlstate", None)
     return isinstance(exc, DBAPIError) and state in _CONFLICT_STATES
+
+
+def lock_schema(conn: Connection) -> None:
+    """Hold, until the transaction ends, the lock under which schema migrations and definition
+    registrations take turns: workers started together on a new database would otherwise each
+    create the tables, or insert version 1 of a definition, and all but one fail. PostgreSQL:
+    an advisory transaction lock; SQLite: nothing (a registration's write transaction holds the
+    database's write lock already)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
 
 
 def notify(conn: Connection) -> None:

@@ -39,6 +39,7 @@ from sagas.store.dialect import (
     insert_or_skip,
     is_conflict,
     listen,
+    lock_schema,
     notify,
 )
 from sagas.store.records import (
@@ -95,6 +96,7 @@ class SQLStore(Store):
     def upgrade(self, revision: str = "head") -> None:
         """Run the Alembic migrations up to ``revision``."""
         with self._translate("migrating"), self.engine.begin() as conn:
+            lock_schema(conn)
             command.upgrade(_alembic_config(conn), revision)
 
     def current_revision(self) -> str | None:
@@ -110,6 +112,7 @@ class SQLStore(Store):
         body.pop("version")
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         with self._write("registering a definition") as conn:
+            lock_schema(conn)
             latest = conn.execute(
                 select(t.definitions.c.version, t.definitions.c.digest)
                 .where(t.definitions.c.name == definition.name)

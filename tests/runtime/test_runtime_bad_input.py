@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -23,8 +22,8 @@ from sagas.testing import ManualClock, saga_engine
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: ManualClock) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock) as engine:
+def engine(database: str, clock: ManualClock) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock) as engine:
         yield engine
 
 
@@ -60,13 +59,13 @@ def complete_one_order(engine: Engine, clock: ManualClock, order_id: str) -> str
 # -- the CLI refuses malformed events ------------------------------------------------------
 
 
-def publish(db_path: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["publish", *args, "--db", str(db_path)])
+def publish(database: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["publish", *args, "--db", database])
     return result.exit_code, result.output
 
 
-def test_publish_refuses_text_that_is_not_json(db_path: Path) -> None:
-    code, output = publish(db_path, "{this is not json")
+def test_publish_refuses_text_that_is_not_json(database: str) -> None:
+    code, output = publish(database, "{this is not json")
 
     assert code == 1
     assert "not valid JSON" in output
@@ -74,11 +73,11 @@ def test_publish_refuses_text_that_is_not_json(db_path: Path) -> None:
 
 
 def test_publish_refuses_an_event_with_bad_fields_naming_its_id_and_the_fields(
-    db_path: Path,
+    database: str,
 ) -> None:
     event = {"eventId": "evt-42", "eventType": "has spaces", "timestamp": "yesterday", "data": []}
 
-    code, output = publish(db_path, json.dumps(event))
+    code, output = publish(database, json.dumps(event))
 
     assert code == 1
     assert "evt-42" in output
@@ -86,24 +85,24 @@ def test_publish_refuses_an_event_with_bad_fields_naming_its_id_and_the_fields(
         assert field in output
 
 
-def test_publish_refuses_data_that_is_not_a_json_object(db_path: Path) -> None:
-    code, output = publish(db_path, "--type", "OrderCreated", "--data", "[1, 2]")
+def test_publish_refuses_data_that_is_not_a_json_object(database: str) -> None:
+    code, output = publish(database, "--type", "OrderCreated", "--data", "[1, 2]")
 
     assert code != 0
     assert "--data" in output
     assert "JSON object" in output
 
 
-def test_a_refused_event_is_not_queued(db_path: Path, clock: ManualClock) -> None:
+def test_a_refused_event_is_not_queued(database: str, clock: ManualClock) -> None:
     good = order_created("order-1", clock.now(), event_id="good-1")
-    assert publish(db_path, good.to_json())[0] == 0
+    assert publish(database, good.to_json())[0] == 0
     bad = good.to_dict() | {"eventId": "bad-1", "timestamp": "not a time"}
 
-    code, output = publish(db_path, json.dumps(bad))
+    code, output = publish(database, json.dumps(bad))
 
     assert code == 1
     assert "bad-1" in output
-    with saga_engine(db_path, clock=clock) as engine:
+    with saga_engine(database, clock=clock) as engine:
         assert [q.event.event_id for q in engine.store.queued(10)] == ["good-1"]
 
 

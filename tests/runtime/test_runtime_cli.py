@@ -7,7 +7,6 @@ import re
 import signal
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -41,13 +40,11 @@ def ok(*args: str) -> str:
     return result.output
 
 
-def run_orders(db: Path) -> None:
+def run_orders(db: str) -> None:
     """Publish the orders and run a worker until nothing is left to do."""
     for order in ORDERS:
         data = {"orderId": order, "items": [{"sku": "a", "quantity": 1}], "address": "1 Road"}
-        output = ok(
-            "publish", "--type", "OrderCreated", "--data", json.dumps(data), "--db", str(db)
-        )
+        output = ok("publish", "--type", "OrderCreated", "--data", json.dumps(data), "--db", db)
         assert re.fullmatch(r"OrderCreated \w+: queued\n", output), output
     ok(
         "worker",
@@ -57,26 +54,25 @@ def run_orders(db: Path) -> None:
         "sagas.demo.services",
         "--until-idle",
         "--db",
-        str(db),
+        db,
     )
 
 
 @pytest.fixture
-def worked(tmp_path: Path) -> Path:
+def worked(database: str) -> str:
     """A database on which a worker ran the orders."""
-    db = tmp_path / "sagas.db"
-    run_orders(db)
-    return db
+    run_orders(database)
+    return database
 
 
-def listed(db: Path, *options: str) -> list[dict[str, Any]]:
+def listed(db: str, *options: str) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = json.loads(
-        ok("list", "--json", "--limit", "1000", *options, "--db", str(db))
+        ok("list", "--json", "--limit", "1000", *options, "--db", db)
     )
     return rows
 
 
-def test_a_worker_runs_published_orders_to_their_end(worked: Path) -> None:
+def test_a_worker_runs_published_orders_to_their_end(worked: str) -> None:
     rows = listed(worked)
 
     assert sorted(row["correlationKey"] for row in rows) == sorted(ORDERS)
@@ -86,7 +82,7 @@ def test_a_worker_runs_published_orders_to_their_end(worked: Path) -> None:
         assert (row["saga"], row["version"]) == ("order_fulfillment", 1)
 
 
-def test_list_status_shows_exactly_the_instances_with_that_status(worked: Path) -> None:
+def test_list_status_shows_exactly_the_instances_with_that_status(worked: str) -> None:
     everything = listed(worked)
     by_status: dict[str, set[str]] = {}
     for row in everything:
@@ -98,25 +94,25 @@ def test_list_status_shows_exactly_the_instances_with_that_status(worked: Path) 
         assert all(row["status"] == status for row in rows)
 
 
-def test_list_refuses_an_unknown_status(worked: Path) -> None:
-    result = invoke("list", "--status", "sleeping", "--db", str(worked))
+def test_list_refuses_an_unknown_status(worked: str) -> None:
+    result = invoke("list", "--status", "sleeping", "--db", worked)
 
     assert result.exit_code == 2
     assert "sleeping" in result.output
 
 
-def test_list_prints_a_table_by_default(worked: Path) -> None:
-    output = ok("list", "--db", str(worked))
+def test_list_prints_a_table_by_default(worked: str) -> None:
+    output = ok("list", "--db", worked)
 
     assert "Saga instances (6 shown)" in output
     for order in ORDERS:
         assert saga_id_for("order_fulfillment", order) in output
 
 
-def test_show_prints_the_steps_and_the_timeline(worked: Path) -> None:
+def test_show_prints_the_steps_and_the_timeline(worked: str) -> None:
     saga_id = saga_id_for("order_fulfillment", ORDERS[0])
 
-    output = ok("show", saga_id, "--db", str(worked))
+    output = ok("show", saga_id, "--db", worked)
 
     assert saga_id in output
     assert "Steps" in output
@@ -126,10 +122,10 @@ def test_show_prints_the_steps_and_the_timeline(worked: Path) -> None:
     assert output.index("OrderCreated") < output.index("InventoryReserved")
 
 
-def test_show_json_has_the_timeline_in_order(worked: Path) -> None:
+def test_show_json_has_the_timeline_in_order(worked: str) -> None:
     saga_id = saga_id_for("order_fulfillment", ORDERS[0])
 
-    document = json.loads(ok("show", saga_id, "--json", "--db", str(worked)))
+    document = json.loads(ok("show", saga_id, "--json", "--db", worked))
 
     assert document["instance"]["saga_id"] == saga_id
     timeline = document["timeline"]
@@ -142,18 +138,18 @@ def test_show_json_has_the_timeline_in_order(worked: Path) -> None:
     assert all(entry["event"]["sagaId"] == saga_id for entry in timeline[1:])
 
 
-def test_show_of_an_unknown_saga_id_says_there_is_none(worked: Path) -> None:
-    result = invoke("show", "no-such-id", "--db", str(worked))
+def test_show_of_an_unknown_saga_id_says_there_is_none(worked: str) -> None:
+    result = invoke("show", "no-such-id", "--db", worked)
 
     assert result.exit_code == 1
     assert "no saga instance" in result.output
     assert "no-such-id" in result.output
 
 
-def test_demo_prints_the_summary_and_a_compensated_timeline_in_reverse(tmp_path: Path) -> None:
+def test_demo_prints_the_summary_and_a_compensated_timeline_in_reverse(database: str) -> None:
     # A fail rate of 1 splits evenly: a third of the orders that reach shipping fail there,
     # so among 120 orders some surely undo both the payment and the reservation.
-    output = ok("demo", "--orders", "120", "--fail-rate", "1.0", "--db", str(tmp_path / "d.db"))
+    output = ok("demo", "--orders", "120", "--fail-rate", "1.0", "--db", database)
 
     summary = re.search(r"120 orders in .*?\n(.*?)\n(?:\s*Timeline|$)", output, re.S)
     assert summary, output
@@ -165,18 +161,16 @@ def test_demo_prints_the_summary_and_a_compensated_timeline_in_reverse(tmp_path:
     assert "sagas show" in output
 
 
-def test_demo_on_a_small_run_prints_the_summary(tmp_path: Path) -> None:
-    output = ok("demo", "--orders", "50", "--db", str(tmp_path / "d.db"))
+def test_demo_on_a_small_run_prints_the_summary(database: str) -> None:
+    output = ok("demo", "--orders", "50", "--db", database)
 
     assert "50 orders in" in output
     for column in ("completed", "compensated", "failed"):
         assert column in output
 
 
-def test_db_upgrade_and_current_print_revision_0001(tmp_path: Path) -> None:
-    db = str(tmp_path / "fresh.db")
-
-    assert "empty" in ok("db", "current", "--db", db)
-    assert "0001" in ok("db", "upgrade", "--db", db)
-    assert ok("db", "current", "--db", db).strip() == "0001"
-    assert "0001" in ok("db", "upgrade", "--db", db)  # a second upgrade is harmless
+def test_db_upgrade_and_current_print_revision_0001(database: str) -> None:
+    assert "empty" in ok("db", "current", "--db", database)
+    assert "0001" in ok("db", "upgrade", "--db", database)
+    assert ok("db", "current", "--db", database).strip() == "0001"
+    assert "0001" in ok("db", "upgrade", "--db", database)  # a second upgrade is harmless

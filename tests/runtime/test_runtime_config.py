@@ -12,6 +12,7 @@ from runtime_checks import ROOT, assert_replays, order_created
 from sagas.config import ConfigError, load_config
 from sagas.engine.state import InstanceStatus
 from sagas.runtime.setup import build_engine
+from sagas.store.sql import SQLStore
 from sagas.testing import ManualClock
 
 REFERENCE = ROOT / "engine" / "sagas.toml"
@@ -31,12 +32,11 @@ def test_the_reference_configuration_loads() -> None:
 
 
 def test_an_engine_built_from_the_reference_configuration_runs_orders(
-    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    database: str, tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)  # where the configuration's own sagas.db would appear
-    database = tmp_path / "override.db"
     config = load_config(REFERENCE)
-    engine = build_engine(config, database_url=f"sqlite:///{database}", clock=clock)
+    engine = build_engine(config, database_url=database, clock=clock)
     try:
         assert [d.name for d in engine.store.definitions()] == ["order_fulfillment"]
         for n in range(20):
@@ -53,7 +53,11 @@ def test_an_engine_built_from_the_reference_configuration_runs_orders(
             assert_replays(engine.store, record.saga_id)
     finally:
         engine.close()
-    assert database.exists()
+    overridden = SQLStore(database)  # the orders went to the database given, not the file's
+    try:
+        assert len(overridden.list_instances()) == 20
+    finally:
+        overridden.close()
     assert not (tmp_path / "sagas.db").exists()
 
 

@@ -48,14 +48,16 @@ handler_modules = ["kill_participants"]
 concurrency = 4
 batch_size = 20
 poll_interval = "10ms"
+# A killed worker's leased effects wait this long (real time) before its successor redoes them.
+lease = "1s"
 """
 
 
 class Watch:
     """Reads the worker's progress through a store of its own, as a bystander."""
 
-    def __init__(self, db: Path) -> None:
-        self.store = SQLStore(str(db))
+    def __init__(self, database: str) -> None:
+        self.store = SQLStore(database)
         self.position = 0
 
     def progress(self) -> int:
@@ -73,17 +75,18 @@ class Watch:
 
 
 class Worker:
-    """`sagas worker` in a process of its own, on one SQLite file."""
+    """`sagas worker` in a process of its own, on the test's database (its URL goes to
+    ``--db``)."""
 
-    def __init__(self, folder: Path, db: Path) -> None:
-        self.folder, self.db = folder, db
+    def __init__(self, folder: Path, database: str) -> None:
+        self.folder, self.database = folder, database
         self.config = folder / "worker.toml"
         self.output = folder / "worker.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [sys.executable, "-c", "from sagas.cli import main; main()"]
-        command += ["worker", "--config", str(self.config), "--db", str(self.db)]
+        command += ["worker", "--config", str(self.config), "--db", self.database]
         with self.output.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
@@ -105,8 +108,8 @@ class Worker:
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[Worker]:
-    worker = Worker(tmp_path, tmp_path / "sagas.db")
+def worker(tmp_path: Path, database: str) -> Iterator[Worker]:
+    worker = Worker(tmp_path, database)
     yield worker
     worker.stop(signal.SIGKILL)  # never leave a process behind, whatever failed
 
@@ -133,7 +136,7 @@ def test_orders_survive_a_worker_killed_at_random_moments(
         PARTICIPANTS.format(fail_rate=FAIL_RATE, seed=seed % 1000)
     )
     worker.config.write_text(CONFIG.format(definition=ORDER_DEFINITION))
-    watch = Watch(worker.db)
+    watch = Watch(worker.database)
     store = watch.store
     try:
         now = SystemClock().now()

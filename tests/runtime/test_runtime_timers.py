@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from runtime_checks import assert_replays
@@ -63,8 +62,8 @@ class Booking:
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: ManualClock, definition: SagaDefinition) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock) as engine:
+def engine(database: str, clock: ManualClock, definition: SagaDefinition) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock) as engine:
         engine.register(definition)
         yield engine
 
@@ -143,16 +142,16 @@ def test_run_until_idle_does_not_fire_timers_before_they_are_due(
 
 
 def test_a_timer_survives_a_restart_and_fires_once(
-    db_path: Path, clock: ManualClock, definition: SagaDefinition
+    database: str, clock: ManualClock, definition: SagaDefinition
 ) -> None:
-    with saga_engine(db_path, clock=clock) as first:
+    with saga_engine(database, clock=clock) as first:
         first.register(definition)
         Booking(first)
         start(first, clock)
         [timeout] = first.store.timers(SAGA_ID)
 
     clock.advance(timedelta(minutes=1))
-    with saga_engine(db_path, clock=clock) as second:
+    with saga_engine(database, clock=clock) as second:
         second.register(definition)
         Booking(second)
         second.run_until_idle()

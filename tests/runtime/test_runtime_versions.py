@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from runtime_checks import assert_replays
 
 from sagas import SagaDefinition, parse_definition
@@ -65,9 +63,9 @@ def release(engine: Engine, clock: ManualClock, saga_id: str) -> None:
 
 
 def test_a_changed_definition_is_version_2_and_the_same_content_keeps_its_version(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
-    with saga_engine(db_path, clock=clock) as engine:
+    with saga_engine(database, clock=clock) as engine:
         assert engine.register(definition("notify_v1")).version == 1
         assert engine.register(definition("notify_v1")).version == 1
         assert engine.register(definition("notify_v2")).version == 2
@@ -80,9 +78,9 @@ def test_a_changed_definition_is_version_2_and_the_same_content_keeps_its_versio
 
 
 def test_an_instance_started_on_version_1_finishes_on_it_while_new_ones_use_version_2(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
-    with saga_engine(db_path, clock=clock) as engine:
+    with saga_engine(database, clock=clock) as engine:
         notifications = Notifications(engine)
         engine.register(definition("notify_v1"))
         old = start(engine, clock, "old")
@@ -100,14 +98,14 @@ def test_an_instance_started_on_version_1_finishes_on_it_while_new_ones_use_vers
 
 
 def test_after_a_restart_that_registers_only_version_2_old_instances_finish_on_version_1(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
-    with saga_engine(db_path, clock=clock) as before:
+    with saga_engine(database, clock=clock) as before:
         Notifications(before)
         before.register(definition("notify_v1"))
         old = start(before, clock, "old")
 
-    with saga_engine(db_path, clock=clock) as after:
+    with saga_engine(database, clock=clock) as after:
         notifications = Notifications(after)
         assert after.register(definition("notify_v2")).version == 2
         release(after, clock, old)

@@ -1,6 +1,9 @@
 """The engine's hot lookups use indexes on SQLite, so their cost does not grow with the tables.
 
-(The outbox holds only effects not yet carried out, read in primary-key order.)"""
+(The outbox holds only effects not yet carried out, read in primary-key order.)
+
+SQLite only: ``EXPLAIN QUERY PLAN`` and its wording are SQLite's; PostgreSQL's plans are checked
+in ``test_postgresql_query_plans.py``."""
 
 from datetime import UTC, datetime
 from pathlib import Path
