@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 
@@ -94,6 +95,5 @@ def test_every_duration_in_a_shipped_definition_fits_the_schema(file: Path) -> N
 
 @pytest.mark.parametrize("file", SHIPPED, ids=lambda file: file.name)
 def test_a_shipped_definition_validates_against_the_schema_file(file: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not a dependency")
     schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
     jsonschema.validate(yaml.safe_load(file.read_text(encoding="utf-8")), schema)
