@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -85,3 +88,34 @@ def assert_compensated_in_reverse(store: Store, saga_id: str) -> None:
     assert compensations_started(store.log(saga_id)) == undoable, saga_id
     for name in undoable:
         assert stored.steps[name].status == StepStatus.COMPENSATED, (saga_id, name)
+
+
+class WorkerProcess:
+    """``sagas worker ARGS`` in a process of its own, run from ``folder`` with its output in
+    ``folder/worker.log``: started, killed, started again."""
+
+    def __init__(self, folder: Path, args: list[str]) -> None:
+        self.folder, self.args = folder, args
+        self.output = folder / "worker.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-c", "from sagas.cli import main; main()", "worker"]
+        with self.output.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*command, *self.args], cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
+            )
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, how: signal.Signals) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(how)
+        self.process.wait(timeout=30)
+        self.process = None
+
+    def tail(self) -> str:
+        return self.output.read_text(errors="replace")[-3000:]

@@ -8,14 +8,13 @@ from __future__ import annotations
 import os
 import random
 import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from runtime_checks import (
     ORDER_DEFINITION,
+    WorkerProcess,
     assert_compensated_in_reverse,
     assert_replays,
     order_created,
@@ -74,47 +73,14 @@ class Watch:
         return ORDERS - ended + self.store.queue_depth() + pending
 
 
-class Worker:
-    """`sagas worker` in a process of its own, on the test's database (its URL goes to
-    ``--db``)."""
-
-    def __init__(self, folder: Path, database: str) -> None:
-        self.folder, self.database = folder, database
-        self.config = folder / "worker.toml"
-        self.output = folder / "worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-c", "from sagas.cli import main; main()"]
-        command += ["worker", "--config", str(self.config), "--db", self.database]
-        with self.output.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, how: signal.Signals) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(how)
-        self.process.wait(timeout=30)
-        self.process = None
-
-    def tail(self) -> str:
-        return self.output.read_text(errors="replace")[-3000:]
-
-
 @pytest.fixture
-def worker(tmp_path: Path, database: str) -> Iterator[Worker]:
-    worker = Worker(tmp_path, database)
+def worker(tmp_path: Path, database: str) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(tmp_path, ["--config", str(tmp_path / "worker.toml"), "--db", database])
     yield worker
     worker.stop(signal.SIGKILL)  # never leave a process behind, whatever failed
 
 
-def until(watch: Watch, worker: Worker, decisions: int | None) -> Callable[[], bool]:
+def until(watch: Watch, worker: WorkerProcess, decisions: int | None) -> Callable[[], bool]:
     """``decisions`` are committed (``None``: all work is done), or the worker died (which
     the test then reports)."""
 
@@ -127,7 +93,7 @@ def until(watch: Watch, worker: Worker, decisions: int | None) -> Callable[[], b
 
 
 def test_orders_survive_a_worker_killed_at_random_moments(
-    worker: Worker, eventually: Callable[..., None]
+    worker: WorkerProcess, database: str, eventually: Callable[..., None]
 ) -> None:
     seed = int(os.environ.get("SAGAS_KILL_SEED") or random.randrange(2**32))
     print(f"kill-and-recover seed: {seed} (rerun with SAGAS_KILL_SEED={seed})")
@@ -135,8 +101,8 @@ def test_orders_survive_a_worker_killed_at_random_moments(
     (worker.folder / "kill_participants.py").write_text(
         PARTICIPANTS.format(fail_rate=FAIL_RATE, seed=seed % 1000)
     )
-    worker.config.write_text(CONFIG.format(definition=ORDER_DEFINITION))
-    watch = Watch(worker.database)
+    (worker.folder / "worker.toml").write_text(CONFIG.format(definition=ORDER_DEFINITION))
+    watch = Watch(database)
     store = watch.store
     try:
         now = SystemClock().now()

@@ -9,14 +9,13 @@ are pending, and while retries are; a new worker then finishes everything.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from timer_checks import (
+    WorkerProcess,
     assert_compensated_in_reverse,
     assert_replays,
     assert_timers_fired_once,
@@ -64,43 +63,12 @@ def subscribe(bus):
 """
 
 
-class Worker:
-    """``sagas worker`` in a process of its own (started, killed, started again)."""
-
-    def __init__(self, folder: Path, db: Path) -> None:
-        self.folder, self.db = folder, db
-        self.definitions = folder / "patient.yaml"
-        self.output = folder / "worker.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [sys.executable, "-c", "from sagas.cli import main; main()", "worker"]
-        command += ["--definitions", str(self.definitions), "--handlers", "timer_participants"]
-        command += ["--db", str(self.db)]
-        with self.output.open("ab") as log:
-            self.process = subprocess.Popen(
-                command, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
-            )
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def stop(self, how: signal.Signals) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(how)
-        self.process.wait(timeout=30)
-        self.process = None
-
-    def tail(self) -> str:
-        return self.output.read_text(errors="replace")[-3000:]
-
-
 @pytest.fixture
-def worker(tmp_path: Path, db_path: Path) -> Iterator[Worker]:
-    worker = Worker(tmp_path, db_path)
-    worker.definitions.write_text(DEFINITION)
+def worker(tmp_path: Path, db_path: Path) -> Iterator[WorkerProcess]:
+    definitions = tmp_path / "patient.yaml"
+    definitions.write_text(DEFINITION)
+    args = ["--definitions", str(definitions), "--handlers", "timer_participants"]
+    worker = WorkerProcess(tmp_path, [*args, "--db", str(db_path)])
     (tmp_path / "timer_participants.py").write_text(PARTICIPANTS)
     yield worker
     worker.stop(signal.SIGKILL)  # never leave a process behind, whatever failed
@@ -119,7 +87,7 @@ def pending(store: SQLStore, kind: TimerKind) -> int:
 
 
 def kill_when(
-    worker: Worker, condition: Callable[[], bool], eventually: Callable[..., None]
+    worker: WorkerProcess, condition: Callable[[], bool], eventually: Callable[..., None]
 ) -> None:
     """SIGKILL the worker as soon as ``condition`` holds (or it died, which fails)."""
     eventually(lambda: condition() or not worker.running(), timeout=20, interval=0.01)
@@ -128,7 +96,7 @@ def kill_when(
 
 
 def test_timers_pending_when_the_worker_is_killed_fire_once_after_a_restart(
-    worker: Worker, store: SQLStore, eventually: Callable[..., None]
+    worker: WorkerProcess, store: SQLStore, eventually: Callable[..., None]
 ) -> None:
     now = SystemClock().now()
     store.enqueue([Event.create("Begin", {"id": str(n)}, at=now) for n in range(SAGAS)])

@@ -25,9 +25,14 @@ _RUNTIME_TESTS = str(Path(__file__).resolve().parents[1] / "runtime")
 if _RUNTIME_TESTS not in sys.path:
     sys.path.insert(0, _RUNTIME_TESTS)
 
-from runtime_checks import assert_compensated_in_reverse, assert_replays  # noqa: E402
+from runtime_checks import (  # noqa: E402
+    WorkerProcess,
+    assert_compensated_in_reverse,
+    assert_replays,
+)
 
 __all__ = [
+    "WorkerProcess",
     "assert_backoff",
     "assert_compensated_in_reverse",
     "assert_replays",
