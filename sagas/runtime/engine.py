@@ -159,18 +159,17 @@ class Engine:
         now = self.clock.now()
         carry = self._carry
         starts, fired_until = self._scheduled_starts(now)
-        leftovers: list[OutboxItem] | None = None
+        batch: Batch | None = None
+        leftovers: list[OutboxItem] = []
         try:
             with self.store.round() as tx:
-                if self._should_look(carry):
+                looks = self._should_look(carry)
+                if looks:
                     due = tx.due_timers(now, self.batch_size)
                     queued = tx.queued(self.batch_size)
                 else:
                     due, queued = [], []
-                if not (carry or due or queued or fired_until):
-                    # Idle: carry out what a worker that died left in the outbox.
-                    leftovers = tx.expired_outbox(now, now + self.lease, self.batch_size)
-                else:
+                if carry or due or queued or fired_until:
                     batch = self._decide_round(tx, now, carry, due, queued, starts)
                     changes = batch.changes
                     changes.outbox_done = carry.done
@@ -178,13 +177,19 @@ class Engine:
                     changes.schedules = fired_until
                     changes.lease_until = now + self.lease
                     tx.apply(changes)
+                if looks:
+                    # Carry out what a worker that died left in the outbox once its lease ran
+                    # out: when idle, and as often as it looks at the queue when busy (else a
+                    # steady load would keep them waiting until their steps time out).
+                    leftovers = tx.expired_outbox(now, now + self.lease, self.batch_size)
         except ConcurrencyConflictError as exc:
             # Nothing was written; the carry stays, to be recorded by the next round.
             log.warning("round not committed (another worker was first), retrying: %s", exc)
             self._states.clear()
             return 1
-        if leftovers is not None:
-            self._carry = self._relay([(item.saga_id, item.effect) for item in leftovers])
+        taken = [(item.saga_id, item.effect) for item in leftovers]
+        if batch is None:
+            self._carry = self._relay(taken)
             return len(leftovers)
         for working in batch.touched.values():
             self._remember(working.state, working.version)
@@ -194,8 +199,9 @@ class Engine:
             for state in batch.finished:
                 listener(state)
         self._carry = _Carry()
-        self._carry = self._relay(batch.outbox)
-        return len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until) + 1
+        self._carry = self._relay([*batch.outbox, *taken])
+        work = len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until)
+        return work + len(leftovers) + 1
 
     def _should_look(self, carry: _Carry) -> bool:
         """Whether this round looks for queued events and due timers: always when it has no
