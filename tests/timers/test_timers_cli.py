@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from timer_checks import sagas_cli
@@ -58,8 +57,8 @@ IDS = {name: saga_id_for(name, "k1") for name in SAGAS}
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: ManualClock) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock, handlers={"work": lambda context: None}) as engine:
+def engine(database: str, clock: ManualClock) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock, handlers={"work": lambda context: None}) as engine:
         for name, steps in SAGAS.items():
             text = f"name: {name}\ntrigger: Start_{name}\ncorrelation: key\n{steps}"
             engine.register(parse_definition(text))
@@ -70,47 +69,47 @@ def engine(db_path: Path, clock: ManualClock) -> Iterator[Engine]:
         yield engine
 
 
-def waiting(db_path: Path) -> list[str]:
-    rows = json.loads(sagas_cli("list", "--waiting-timer", "--json", "--db", str(db_path)))
+def waiting(database: str) -> list[str]:
+    rows = json.loads(sagas_cli("list", "--waiting-timer", "--json", "--db", database))
     return sorted(row["sagaId"] for row in rows)
 
 
 def test_list_waiting_timer_shows_exactly_the_instances_sleeping_on_a_retry_or_delay(
-    engine: Engine, db_path: Path, clock: ManualClock
+    engine: Engine, database: str, clock: ManualClock
 ) -> None:
-    assert waiting(db_path) == sorted([IDS["backing_off"], IDS["sleeping"]])
-    table = sagas_cli("list", "--waiting-timer", "--db", str(db_path))
+    assert waiting(database) == sorted([IDS["backing_off"], IDS["sleeping"]])
+    table = sagas_cli("list", "--waiting-timer", "--db", database)
     assert IDS["backing_off"] in table
     assert IDS["sleeping"] in table
     for name in ("in_flight", "done", "awaiting"):
         assert IDS[name] not in table
-    everyone = json.loads(sagas_cli("list", "--json", "--db", str(db_path)))
+    everyone = json.loads(sagas_cli("list", "--json", "--db", database))
     assert len(everyone) == len(SAGAS), "the others are there, only not sleeping"
 
     # An hour on, the retry is in flight (only its timeout is pending) and the nap is over.
     clock.advance("1h")
     engine.run_until_idle()
-    assert waiting(db_path) == []
+    assert waiting(database) == []
     step = engine.store.instance(IDS["backing_off"]).state.steps["ask"]
     assert (step.attempt, step.retry_due) == (2, None)
 
 
 def test_show_prints_the_pending_timers_with_their_due_times(
-    engine: Engine, db_path: Path, clock: ManualClock
+    engine: Engine, database: str, clock: ManualClock
 ) -> None:
     saga_id = IDS["backing_off"]
     [retry] = engine.store.timers(saga_id)
     due = clock.now() + timedelta(hours=1)
     assert (retry.timer.kind, retry.timer.due_at) == (TimerKind.RETRY, due)
 
-    text = sagas_cli("show", saga_id, "--db", str(db_path))
+    text = sagas_cli("show", saga_id, "--db", database)
     assert "Pending timers" in text
     pending = text.split("Pending timers", 1)[1].split("Timeline", 1)[0]
     [row] = [line for line in pending.splitlines() if f"{due:%Y-%m-%d %H:%M:%S}" in line]
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
     assert cells == [retry.timer.timer_id, "retry", "ask", "2", f"{due:%Y-%m-%d %H:%M:%S}"]
 
-    document = json.loads(sagas_cli("show", saga_id, "--json", "--db", str(db_path)))
+    document = json.loads(sagas_cli("show", saga_id, "--json", "--db", database))
     [timer] = document["timers"]
     assert timer["timer_id"] == retry.timer.timer_id
     assert (timer["kind"], timer["step"], timer["attempt"]) == ("retry", "ask", 2)
@@ -118,14 +117,14 @@ def test_show_prints_the_pending_timers_with_their_due_times(
 
 
 def test_show_lists_every_kind_of_pending_timer_and_none_once_ended(
-    engine: Engine, db_path: Path
+    engine: Engine, database: str
 ) -> None:
     def pending(name: str) -> list[tuple[str, str | None]]:
-        document = json.loads(sagas_cli("show", IDS[name], "--json", "--db", str(db_path)))
+        document = json.loads(sagas_cli("show", IDS[name], "--json", "--db", database))
         return [(timer["kind"], timer["step"]) for timer in document["timers"]]
 
     assert pending("sleeping") == [("delay", "nap")]
     assert pending("in_flight") == [("timeout", "ask")]
     assert pending("awaiting") == [("deadline", None)]
     assert pending("done") == []
-    assert "Pending timers" not in sagas_cli("show", IDS["done"], "--db", str(db_path))
+    assert "Pending timers" not in sagas_cli("show", IDS["done"], "--db", database)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from timer_checks import (
@@ -62,8 +61,8 @@ class Calls:
 
 
 @pytest.fixture
-def approval(db_path: Path, clock: ManualClock) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock) as engine:
+def approval(database: str, clock: ManualClock) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock) as engine:
         engine.register(parse_definition(APPROVAL))
         yield engine
 
@@ -147,11 +146,11 @@ COOLING_ID = saga_id_for("cooling_off", "c1")
 
 
 def test_a_delay_step_resumes_exactly_when_due_not_a_microsecond_before(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
     confirmed: list[object] = []
     handlers = {"confirm": lambda context: confirmed.append(clock.now())}
-    with saga_engine(db_path, clock=clock, handlers=handlers) as engine:
+    with saga_engine(database, clock=clock, handlers=handlers) as engine:
         engine.register(parse_definition(COOLING_OFF))
         t0 = clock.now()
         engine.publish(Event.create("Ordered", {"id": "c1"}, at=t0))
@@ -181,17 +180,17 @@ def test_a_delay_step_resumes_exactly_when_due_not_a_microsecond_before(
         assert_replays(engine.store, COOLING_ID)
 
 
-def test_a_delay_survives_a_restart_and_fires_once(db_path: Path, clock: ManualClock) -> None:
+def test_a_delay_survives_a_restart_and_fires_once(database: str, clock: ManualClock) -> None:
     confirmed: list[object] = []
     handlers = {"confirm": confirmed.append}
-    with saga_engine(db_path, clock=clock, handlers=handlers) as first:
+    with saga_engine(database, clock=clock, handlers=handlers) as first:
         first.register(parse_definition(COOLING_OFF))
         first.publish(Event.create("Ordered", {"id": "c1"}, at=clock.now()))
         first.run_until_idle()
         [delay] = first.store.timers(COOLING_ID)
 
     clock.advance("1h")  # the engine was down when the delay came due
-    with saga_engine(db_path, clock=clock, handlers=handlers) as second:
+    with saga_engine(database, clock=clock, handlers=handlers) as second:
         second.register(parse_definition(COOLING_OFF))
         second.run_until_idle()
         second.run_until_idle()
@@ -204,28 +203,28 @@ def test_a_delay_survives_a_restart_and_fires_once(db_path: Path, clock: ManualC
 
 
 def test_a_definition_with_a_delay_step_reads_back_from_the_store(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
     definition = parse_definition(COOLING_OFF)
-    with saga_engine(db_path, clock=clock) as engine:
+    with saga_engine(database, clock=clock) as engine:
         stored = engine.register(definition)
 
         assert engine.store.definition("cooling_off", stored.version) == stored
 
 
 def test_an_instance_sleeping_on_a_delay_finishes_after_a_new_version_and_a_restart(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
     confirmed: list[object] = []
     handlers = {"confirm": confirmed.append}
-    with saga_engine(db_path, clock=clock, handlers=handlers) as first:
+    with saga_engine(database, clock=clock, handlers=handlers) as first:
         first.register(parse_definition(COOLING_OFF))
         first.publish(Event.create("Ordered", {"id": "c1"}, at=clock.now()))
         first.run_until_idle()
 
     shorter = parse_definition(COOLING_OFF.replace("delay: 10m", "delay: 5m"))
     clock.advance("10m")
-    with saga_engine(db_path, clock=clock, handlers=handlers) as second:
+    with saga_engine(database, clock=clock, handlers=handlers) as second:
         assert second.register(shorter).version == 2
         second.run_until_idle()  # the instance stays on version 1, read from the store
 

@@ -64,20 +64,20 @@ def subscribe(bus):
 
 
 @pytest.fixture
-def worker(tmp_path: Path, db_path: Path) -> Iterator[WorkerProcess]:
+def worker(tmp_path: Path, database: str) -> Iterator[WorkerProcess]:
     definitions = tmp_path / "patient.yaml"
     definitions.write_text(DEFINITION)
     args = ["--definitions", str(definitions), "--handlers", "timer_participants"]
-    worker = WorkerProcess(tmp_path, [*args, "--db", str(db_path)])
+    worker = WorkerProcess(tmp_path, [*args, "--db", database])
     (tmp_path / "timer_participants.py").write_text(PARTICIPANTS)
     yield worker
     worker.stop(signal.SIGKILL)  # never leave a process behind, whatever failed
 
 
 @pytest.fixture
-def store(db_path: Path) -> Iterator[SQLStore]:
+def store(database: str) -> Iterator[SQLStore]:
     """The test's own view of the database, as a bystander."""
-    store = SQLStore(str(db_path))
+    store = SQLStore(database)
     yield store
     store.close()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 
 import pytest
 from timer_checks import (
@@ -71,8 +70,8 @@ def definition() -> SagaDefinition:
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: ManualClock, definition: SagaDefinition) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock) as engine:
+def engine(database: str, clock: ManualClock, definition: SagaDefinition) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock) as engine:
         engine.register(definition)
         yield engine
 
@@ -247,7 +246,7 @@ STUBBORN_ID = saga_id_for("stubborn", "s1")
 
 
 def test_a_compensation_that_keeps_failing_follows_its_policy_then_the_saga_is_failed(
-    db_path: Path, clock: ManualClock
+    database: str, clock: ManualClock
 ) -> None:
     definition = parse_definition(STUBBORN)
     releases: list[tuple[int, datetime]] = []
@@ -261,7 +260,7 @@ def test_a_compensation_that_keeps_failing_follows_its_policy_then_the_saga_is_f
         raise StepFailed("card declined")
 
     handlers = {"reserve": lambda context: None, "release": release, "charge": charge}
-    with saga_engine(db_path, clock=clock, handlers=handlers) as engine:
+    with saga_engine(database, clock=clock, handlers=handlers) as engine:
         engine.register(definition)
         engine.publish(Event.create("Go", {"id": "s1"}, at=clock.now()))
         engine.run_until_idle()
@@ -297,9 +296,9 @@ def test_a_compensation_that_keeps_failing_follows_its_policy_then_the_saga_is_f
         assert engine.store.instance(STUBBORN_ID).state == state
         assert len(releases) == 3
 
-    listed = json.loads(sagas_cli("list", "--status", "failed", "--json", "--db", str(db_path)))
+    listed = json.loads(sagas_cli("list", "--status", "failed", "--json", "--db", database))
     assert [(row["sagaId"], row["status"]) for row in listed] == [(STUBBORN_ID, "failed")]
     assert listed[0]["reason"] == state.reason
-    table = sagas_cli("list", "--status", "failed", "--db", str(db_path))
+    table = sagas_cli("list", "--status", "failed", "--db", database)
     assert STUBBORN_ID in table
-    assert sagas_cli("list", "--status", "compensated", "--json", "--db", str(db_path)) == "[]\n"
+    assert sagas_cli("list", "--status", "compensated", "--json", "--db", database) == "[]\n"

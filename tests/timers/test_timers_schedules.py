@@ -7,7 +7,6 @@ import random
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -67,8 +66,8 @@ def reports() -> Reports:
 
 
 @pytest.fixture
-def engine(db_path: Path, clock: ManualClock, reports: Reports) -> Iterator[Engine]:
-    with saga_engine(db_path, clock=clock, handlers={"work": reports.work}) as engine:
+def engine(database: str, clock: ManualClock, reports: Reports) -> Iterator[Engine]:
+    with saga_engine(database, clock=clock, handlers={"work": reports.work}) as engine:
         yield engine
 
 
@@ -96,9 +95,9 @@ def test_an_interval_schedule_starts_one_instance_per_period_keyed_by_scheduled_
     assert first.event.data == {"region": "eu", "scheduledAt": fires[0].isoformat()}
 
 
-def test_a_cron_schedule_fires_at_the_right_minutes(db_path: Path, reports: Reports) -> None:
+def test_a_cron_schedule_fires_at_the_right_minutes(database: str, reports: Reports) -> None:
     clock = ManualClock(at(0, 7))
-    with saga_engine(db_path, clock=clock, handlers={"work": reports.work}) as engine:
+    with saga_engine(database, clock=clock, handlers={"work": reports.work}) as engine:
         engine.register(report("{cron: '*/15 * * * *'}"))
         started_at: list[datetime] = []
         for _ in range(60):
@@ -124,7 +123,7 @@ def test_a_cron_schedule_fires_at_the_right_minutes(db_path: Path, reports: Repo
     ],
 )
 def test_runs_missed_while_no_engine_ran_follow_the_missed_policy(
-    db_path: Path,
+    database: str,
     clock: ManualClock,
     reports: Reports,
     missed: str,
@@ -133,14 +132,14 @@ def test_runs_missed_while_no_engine_ran_follow_the_missed_policy(
 ) -> None:
     definition = report(f"{{interval: 1h, missed: {missed}, grace: 1m}}")
     handlers = {"work": reports.work}
-    with saga_engine(db_path, clock=clock, handlers=handlers) as engine:
+    with saga_engine(database, clock=clock, handlers=handlers) as engine:
         engine.register(definition)
         clock.advance("1h")
         engine.run_until_idle()
         assert run_keys(engine) == [at(1)]
 
     clock.advance(down_until - clock.now())  # down: 02:00, 03:00, 04:00 (and 05:00) pass
-    with saga_engine(db_path, clock=clock, handlers=handlers) as engine:
+    with saga_engine(database, clock=clock, handlers=handlers) as engine:
         engine.register(definition)
         engine.run_until_idle()
         assert run_keys(engine) == [at(1), *runs_on_restart]
@@ -176,12 +175,12 @@ def test_registering_again_does_not_restart_the_schedule(
 
 @pytest.fixture
 def two_engines(
-    db_path: Path, clock: ManualClock, reports: Reports
+    database: str, clock: ManualClock, reports: Reports
 ) -> Iterator[tuple[Engine, Engine]]:
     handlers = {"work": reports.work}
     with (
-        saga_engine(db_path, clock=clock, handlers=handlers) as first,
-        saga_engine(db_path, clock=clock, handlers=handlers) as second,
+        saga_engine(database, clock=clock, handlers=handlers) as first,
+        saga_engine(database, clock=clock, handlers=handlers) as second,
     ):
         definition = report("{interval: 15m}")
         first.register(definition)

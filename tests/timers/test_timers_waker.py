@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from timer_checks import assert_replays
@@ -112,14 +111,14 @@ POLL = 2.0
 
 
 def test_engine_run_is_woken_for_a_delay_step_and_the_saga_completes(
-    db_path: Path, eventually: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+    database: str, eventually: Callable[..., None], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The idle loop also looks at its stop flag now and then: not before POLL either.
     monkeypatch.setattr(engine_module, "STOP_CHECK_INTERVAL", POLL)
     finished: list[tuple[SagaState, float]] = []
     woke: list[float] = []
     engine = Engine(
-        SQLStore(str(db_path)),
+        SQLStore(database),
         clock=SystemClock(),
         handlers={"wake": lambda context: woke.append(time.monotonic())},
     )
@@ -145,7 +144,7 @@ def test_engine_run_is_woken_for_a_delay_step_and_the_saga_completes(
         worker.join(timeout=POLL + LATE)
         assert not worker.is_alive(), "run(stop) did not stop"
         engine.close()
-    store = SQLStore(str(db_path))
+    store = SQLStore(database)
     try:
         assert store.timers() == []
         assert_replays(store, saga_id_for("nap", "n1"))
