@@ -17,7 +17,6 @@ from sagas.events import Event
 __all__ = [
     "HANDLER_FAILED",
     "HANDLER_SUCCEEDED",
-    "INTERNAL_TYPES",
     "TIMER_FIRED",
     "handler_failed",
     "handler_succeeded",
@@ -27,7 +26,6 @@ __all__ = [
 HANDLER_SUCCEEDED = "sagas.HandlerSucceeded"
 HANDLER_FAILED = "sagas.HandlerFailed"
 TIMER_FIRED = "sagas.TimerFired"
-INTERNAL_TYPES = frozenset({HANDLER_SUCCEEDED, HANDLER_FAILED, TIMER_FIRED})
 
 
 def _outcome(

@@ -146,19 +146,11 @@ class Store(ABC):
     def instances(self, saga_ids: Collection[str]) -> dict[str, InstanceRecord]:
         """The stored instances among ``saga_ids``."""
 
-    @abstractmethod
-    def find_instance(self, saga_name: str, correlation_key: str) -> InstanceRecord | None:
-        """The instance of ``saga_name`` keyed ``correlation_key``, if any."""
-
     # -- effects and timers -----------------------------------------------------------------
 
     @abstractmethod
     def pending_outbox(self, limit: int) -> list[OutboxItem]:
         """Effects not yet carried out, oldest first."""
-
-    @abstractmethod
-    def schedules(self) -> dict[str, datetime]:
-        """Per scheduled saga, the time up to which its runs were started or skipped."""
 
     @abstractmethod
     def start_schedule(self, saga_name: str, at: datetime) -> datetime:

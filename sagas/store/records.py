@@ -131,6 +131,3 @@ class Changes:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     schedules: dict[str, datetime] = field(default_factory=dict)
     lease_until: datetime | None = None
-
-    def __bool__(self) -> bool:
-        return any(bool(value) for value in vars(self).values())

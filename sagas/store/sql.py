@@ -203,15 +203,6 @@ class SQLStore(Store):
             records = [rows.instance(row) for row in conn.execute(query)]
         return {record.saga_id: record for record in records}
 
-    def find_instance(self, saga_name: str, correlation_key: str) -> InstanceRecord | None:
-        query = select(t.instances.c.state, t.instances.c.version).where(
-            t.instances.c.saga_name == saga_name,
-            t.instances.c.correlation_key == correlation_key,
-        )
-        with self._read("finding an instance") as conn:
-            row = conn.execute(query).first()
-        return None if row is None else rows.instance(row)
-
     def _apply(self, conn: Connection, changes: Changes) -> None:
         """Write ``changes`` on ``conn`` (inside the caller's transaction)."""
         run = self._bulk.execute
@@ -307,11 +298,6 @@ class SQLStore(Store):
             OutboxItem(row.id, row.saga_id, outbox_adapter.validate_json(row.effect))
             for row in rows
         ]
-
-    def schedules(self) -> dict[str, datetime]:
-        query = select(t.schedules.c.saga_name, t.schedules.c.fired_until)
-        with self._read("reading schedules") as conn:
-            return {row.saga_name: row.fired_until for row in conn.execute(query)}
 
     def start_schedule(self, saga_name: str, at: datetime) -> datetime:
         row = {"saga_name": saga_name, "fired_until": at}
