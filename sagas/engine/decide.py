@@ -26,6 +26,7 @@ from sagas.definitions.expressions import ExpressionError, evaluate
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.decision import Decision
 from sagas.engine.effects import TimerKind
+from sagas.engine.operator import apply_operator, is_operator_event
 from sagas.engine.state import InstanceStatus, SagaState, StepState
 from sagas.engine.transition import Transition
 from sagas.errors import SagaError
@@ -68,7 +69,10 @@ def decide(
     """
     if state is None:
         return _start(definition, event, now)
-    return Transition(definition, state, event, now).run()
+    transition = Transition(definition, state, event, now)
+    if is_operator_event(event):
+        return apply_operator(transition)
+    return transition.run()
 
 
 def _start(definition: SagaDefinition, event: Event, now: datetime) -> Decision:

@@ -12,19 +12,22 @@ __all__ = ["InstanceStatus", "SagaState", "StepState", "StepStatus"]
 
 
 class InstanceStatus(StrEnum):
-    """Where a saga instance stands. ``completed``, ``compensated`` and ``failed`` are final;
-    ``failed`` means a compensation (or a step after the pivot) gave up: an operator must act."""
+    """Where a saga instance stands. ``completed``, ``compensated``, ``failed`` and
+    ``cancelled`` are final for the engine; ``failed`` means a compensation (or a step after the
+    pivot) gave up, ``cancelled`` that an operator stopped it: only an operator moves either on
+    (retry, skip, resume)."""
 
     RUNNING = "running"
     COMPENSATING = "compensating"
     COMPLETED = "completed"
     COMPENSATED = "compensated"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:
         """Whether the instance has ended."""
-        return self in (InstanceStatus.COMPLETED, InstanceStatus.COMPENSATED, InstanceStatus.FAILED)
+        return self not in (InstanceStatus.RUNNING, InstanceStatus.COMPENSATING)
 
 
 class StepStatus(StrEnum):
@@ -60,7 +63,9 @@ class StepState(_Frozen):
 
 
 class SagaState(_Frozen):
-    """One saga instance: its data, its steps, and the order in which steps completed."""
+    """One saga instance: its data, its steps, and the order in which steps completed.
+
+    ``interrupted`` is the status a cancelled instance had, to which ``resume`` returns it."""
 
     saga_id: str
     saga_name: str
@@ -71,9 +76,18 @@ class SagaState(_Frozen):
     steps: dict[str, StepState]
     completed: tuple[str, ...] = ()
     reason: str | None = None
+    interrupted: InstanceStatus | None = None
     started_at: datetime
     updated_at: datetime
 
     def step(self, name: str) -> StepState:
         """The state of step ``name``."""
         return self.steps[name]
+
+    @property
+    def failed_step(self) -> str | None:
+        """The step whose failure stopped the instance: a compensation that gave up first, else
+        the step that failed (``None`` when no step failed)."""
+        failed = [name for name, s in self.steps.items() if s.status == StepStatus.FAILED]
+        undone = [name for name in failed if self.steps[name].undo_attempt > 0]
+        return next(iter(undone or failed), None)

@@ -27,7 +27,7 @@ from sagas.engine.internal import HANDLER_FAILED, HANDLER_SUCCEEDED, TIMER_FIRED
 from sagas.engine.state import InstanceStatus, SagaState, StepStatus
 from sagas.events import Event
 
-__all__ = ["Transition"]
+__all__ = ["Transition", "after_pivot"]
 
 _DONE = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
 
@@ -41,6 +41,7 @@ class Transition:
         self.definition, self.original, self.event, self.now = definition, state, event, now
         self.status = state.status
         self.reason = state.reason
+        self.interrupted = state.interrupted
         self.data = dict(state.data)
         self.steps = dict(state.steps)
         self.completed = list(state.completed)
@@ -67,6 +68,7 @@ class Transition:
             update={
                 "status": self.status,
                 "reason": self.reason,
+                "interrupted": self.interrupted,
                 "data": self.data,
                 "steps": self.steps,
                 "completed": tuple(self.completed),
@@ -196,7 +198,7 @@ class Transition:
                 except ExpressionError as exc:
                     error = f"when: {exc}"
                     self.set_step(step.name, status=StepStatus.FAILED, error=error)
-                    if step.name in _after_pivot(self.definition):
+                    if step.name in after_pivot(self.definition):
                         self.end(
                             InstanceStatus.FAILED,
                             f"step {step.name!r} after the pivot gave up: {error}",
@@ -317,7 +319,7 @@ class Transition:
             self.end(InstanceStatus.FAILED, f"compensation of {name!r} gave up: {error}")
         elif self.status != InstanceStatus.RUNNING:
             return  # an in-flight step settled while compensating
-        elif name in _after_pivot(self.definition):
+        elif name in after_pivot(self.definition):
             self.end(InstanceStatus.FAILED, f"step {name!r} after the pivot gave up: {error}")
         else:
             self.begin_compensation(f"step {name!r} failed: {error}")
@@ -435,6 +437,7 @@ def _reply_kind(spec: ActionSpec, event_type: str) -> bool | None:
     return False if event_type in failure else None
 
 
-def _after_pivot(definition: SagaDefinition) -> set[str]:
+def after_pivot(definition: SagaDefinition) -> set[str]:
+    """The steps after the pivot: never compensated."""
     pivot = next((step.name for step in definition.steps if step.pivot), None)
     return set() if pivot is None else nx.descendants(step_graph(definition), pivot)
