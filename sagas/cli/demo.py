@@ -19,6 +19,7 @@ from sagas.demo.participants import Participants
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.events import Event
 from sagas.runtime.engine import Engine
+from sagas.store.filters import InstanceFilter
 from sagas.store.records import InstanceRecord
 
 __all__ = ["demo"]
@@ -113,7 +114,9 @@ def demo(orders: int, fail_rate: float, db: str, seed: int) -> None:
 
 def _example_compensated(engine: Engine, run: str) -> InstanceRecord | None:
     """A compensated order of this run, preferring one that undid two steps."""
-    candidates = engine.store.list_instances(status=InstanceStatus.COMPENSATED, limit=1000)
+    candidates = engine.store.list_instances(
+        InstanceFilter(status=(InstanceStatus.COMPENSATED,)), limit=1000
+    )
     ours = [r for r in candidates if r.state.correlation_key.startswith(run)]
     both = [r for r in ours if r.state.steps["take_payment"].status == StepStatus.COMPENSATED]
     return next(iter(both or ours), None)

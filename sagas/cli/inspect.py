@@ -3,73 +3,47 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 from rich.table import Table
 from rich.text import Text
 
 from sagas.cli.common import console, db_option, open_store, reports_errors
-from sagas.cli.timeline import STATUS_STYLE, instance_json, render_instance
-from sagas.engine.state import InstanceStatus
+from sagas.cli.filtering import build_filter, filter_options
+from sagas.cli.timeline import STATUS_STYLE, render_instance
+from sagas.operations.documents import InstanceSummary, instance_json
 
 __all__ = ["list_instances", "show"]
 
 
 @click.command("list")
-@click.option(
-    "--status",
-    type=click.Choice([s.value for s in InstanceStatus]),
-    help="Only instances with this status.",
-)
-@click.option("--saga", "saga_name", metavar="NAME", help="Only instances of this saga.")
-@click.option(
-    "--waiting-timer",
-    is_flag=True,
-    help="Only instances sleeping on a timer (a retry's back-off or a delay step).",
-)
+@filter_options
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--offset", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @db_option()
 @reports_errors
-def list_instances(
-    status: str | None,
-    saga_name: str | None,
-    waiting_timer: bool,
-    limit: int,
-    offset: int,
-    as_json: bool,
-    db: str,
-) -> None:
-    """List saga instances, most recently updated first."""
+def list_instances(limit: int, offset: int, as_json: bool, db: str, **options: Any) -> None:
+    """List saga instances, most recently updated first, a page at a time."""
+    where = build_filter(options)
     store = open_store(db, must_exist=True)
     try:
-        records = store.list_instances(
-            status=InstanceStatus(status) if status else None,
-            saga_name=saga_name,
-            sleeping=waiting_timer,
-            limit=limit,
-            offset=offset,
-        )
+        records = store.list_instances(where, limit=limit, offset=offset)
+        total = store.count_matching(where)
     finally:
         store.close()
     if as_json:
-        rows = [
-            {
-                "sagaId": r.state.saga_id,
-                "saga": r.state.saga_name,
-                "version": r.state.definition_version,
-                "correlationKey": r.state.correlation_key,
-                "status": r.state.status.value,
-                "reason": r.state.reason,
-                "startedAt": r.state.started_at.isoformat(),
-                "updatedAt": r.state.updated_at.isoformat(),
-            }
-            for r in records
-        ]
-        click.echo(json.dumps(rows, indent=2))
+        page = {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "items": [InstanceSummary.of(r).to_dict() for r in records],
+        }
+        click.echo(json.dumps(page, indent=2))
         return
-    table = Table(title=f"Saga instances ({len(records)} shown)")
+    shown = f"{offset + 1}–{offset + len(records)} of {total}" if records else f"none of {total}"
+    table = Table(title=f"Saga instances ({shown}; {where.describe()})")
     table.add_column("saga id", no_wrap=True)
     for column in ("saga", "key", "status", "updated (UTC)", "reason"):
         table.add_column(column, overflow="fold")
@@ -84,6 +58,8 @@ def list_instances(
             state.reason or "",
         )
     console().print(table)
+    if offset + len(records) < total:
+        console().print(f"more: --offset {offset + len(records)}")
 
 
 @click.command()

@@ -10,18 +10,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from sagas.engine.effects import (
-    CancelTimer,
-    Effect,
-    Finish,
-    InvokeHandler,
-    PublishCommand,
-    ScheduleTimer,
-)
 from sagas.engine.state import InstanceStatus, StepStatus
+from sagas.operations.documents import describe_effect
 from sagas.store.records import InstanceRecord, LogEntry, TimerRecord
 
-__all__ = ["STATUS_STYLE", "describe_effect", "instance_json", "render_instance", "render_timeline"]
+__all__ = ["STATUS_STYLE", "render_instance", "render_timeline"]
 
 STATUS_STYLE = {
     InstanceStatus.RUNNING: "cyan",
@@ -29,6 +22,7 @@ STATUS_STYLE = {
     InstanceStatus.COMPLETED: "green",
     InstanceStatus.COMPENSATED: "magenta",
     InstanceStatus.FAILED: "bold red",
+    InstanceStatus.CANCELLED: "bold yellow",
     StepStatus.PENDING: "dim",
     StepStatus.RUNNING: "cyan",
     StepStatus.SUCCEEDED: "green",
@@ -37,22 +31,6 @@ STATUS_STYLE = {
     StepStatus.COMPENSATED: "magenta",
     StepStatus.SKIPPED: "dim",
 }
-
-
-def describe_effect(effect: Effect) -> str:
-    """One line for an effect."""
-    match effect:
-        case PublishCommand(command=command, compensating=undo):
-            return f"{'undo ' if undo else ''}publish {command.event_type}"
-        case InvokeHandler(handler=handler, attempt=attempt, compensating=undo):
-            return f"{'undo ' if undo else ''}run {handler} #{attempt}"
-        case ScheduleTimer(kind=kind, step=step, due_at=due):
-            return f"timer {kind.value}{f' {step}' if step else ''} at {due:%H:%M:%S}"
-        case CancelTimer(timer_id=timer_id):
-            return f"cancel timer {timer_id.rsplit('/', 1)[-1]}"
-        case Finish(status=status):
-            return f"finish {status.value}"
-    raise AssertionError(effect)
 
 
 def render_timeline(log: list[LogEntry]) -> Table:
@@ -119,24 +97,3 @@ def render_instance(
         parts.append(pending)
     parts.append(render_timeline(log))
     console.print(Group(*parts))
-
-
-def instance_json(
-    record: InstanceRecord, log: list[LogEntry], timers: list[TimerRecord]
-) -> dict[str, Any]:
-    """The ``show --json`` document."""
-    return {
-        "instance": record.state.model_dump(mode="json") | {"version": record.version},
-        "timers": [r.timer.model_dump(mode="json") for r in timers],
-        "timeline": [
-            {
-                "seq": entry.seq,
-                "recordedAt": entry.recorded_at.isoformat(),
-                "event": entry.event.to_dict(),
-                "note": entry.note,
-                "ignored": entry.ignored,
-                "effects": [e.model_dump(mode="json", by_alias=True) for e in entry.effects],
-            }
-            for entry in log
-        ],
-    }

@@ -11,10 +11,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime
 
 from sagas.definitions.model import SagaDefinition
-from sagas.engine.state import InstanceStatus
+from sagas.engine.state import InstanceStatus, SagaState
 from sagas.errors import SagaError
 from sagas.events import Event
+from sagas.store.filters import InstanceFilter
 from sagas.store.records import (
+    Backlog,
     Changes,
     DeadLetter,
     InstanceRecord,
@@ -172,20 +174,30 @@ class Store(ABC):
 
     @abstractmethod
     def list_instances(
-        self,
-        *,
-        status: InstanceStatus | None = None,
-        saga_name: str | None = None,
-        sleeping: bool = False,
-        limit: int = 100,
-        offset: int = 0,
+        self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[InstanceRecord]:
-        """Instances, most recently updated first; ``sleeping``: only those waiting for a
-        retry's back-off or a delay step's timer."""
+        """The instances ``where`` selects (all by default), most recently updated first."""
+
+    @abstractmethod
+    def count_matching(self, where: InstanceFilter | None = None) -> int:
+        """How many instances ``where`` selects."""
 
     @abstractmethod
     def count_instances(self) -> dict[tuple[str, InstanceStatus], int]:
         """How many instances per (saga name, status)."""
+
+    @abstractmethod
+    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int]]:
+        """Per (saga name, status), how many of its instances started since ``since`` and how
+        many ended (reached that final status) since then."""
+
+    @abstractmethod
+    def recent_states(self, since: datetime, limit: int) -> list[SagaState]:
+        """States of instances updated since ``since``, latest first, at most ``limit``."""
+
+    @abstractmethod
+    def backlog(self, now: datetime) -> Backlog:
+        """What waits in the queue, the outbox and the timers at ``now``."""
 
     @abstractmethod
     def log(self, saga_id: str) -> list[LogEntry]:

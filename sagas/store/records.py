@@ -17,6 +17,7 @@ from sagas.engine.state import SagaState
 from sagas.events import Event
 
 __all__ = [
+    "Backlog",
     "Changes",
     "DeadLetter",
     "InstanceRecord",
@@ -116,7 +117,7 @@ class Changes:
     ``received`` are events decided in this transaction without having been queued (their ids
     join the inbox as processed); ``outbox_done`` holds outbox keys (:func:`outbox_key`);
     ``schedules`` moves a scheduled saga's ``fired_until`` forward; new outbox rows are leased
-    to the writing worker until ``lease_until``.
+    to the writing worker until ``lease_until`` (``written_at``: the time of the decisions).
     """
 
     created: list[InstanceRecord] = field(default_factory=list)
@@ -131,3 +132,19 @@ class Changes:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     schedules: dict[str, datetime] = field(default_factory=dict)
     lease_until: datetime | None = None
+    written_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """Work waiting in the database at one moment: queued events, outbox rows (``outbox_oldest``:
+    when the oldest was written; ``outbox_expired``: leases run out, nobody carrying them out),
+    timers (``timers_overdue`` due but not fired; ``overdue_since``: the earliest due time)."""
+
+    queued: int
+    outbox: int
+    outbox_oldest: datetime | None
+    outbox_expired: int
+    timers: int
+    timers_overdue: int
+    overdue_since: datetime | None

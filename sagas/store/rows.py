@@ -28,6 +28,7 @@ def update_instance() -> Executable:
         .values(
             status=bindparam("status"),
             state=bindparam("state"),
+            failed_step=bindparam("failed_step"),
             version=bindparam("version"),
             updated_at=bindparam("updated_at"),
         )
@@ -82,6 +83,7 @@ def instance_row(record: InstanceRecord) -> dict[str, Any]:
         "correlation_key": state.correlation_key,
         "status": state.status.value,
         "state": state.model_dump_json(),
+        "failed_step": state.failed_step,
         "version": record.version,
         "created_at": state.started_at,
         "updated_at": state.updated_at,

@@ -85,10 +85,13 @@ instances = Table(
     Column("version", Integer, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("failed_step", String(200)),  # SagaState.failed_step, for filtering (0002)
     UniqueConstraint("saga_name", "correlation_key", name="uq_saga_instances_key"),
     Index("ix_saga_instances_status_updated", "status", "updated_at"),
     Index("ix_saga_instances_name_updated", "saga_name", "updated_at"),
     Index("ix_saga_instances_updated", "updated_at"),
+    Index("ix_saga_instances_key", "correlation_key"),
+    Index("ix_saga_instances_created", "created_at"),
 )
 
 event_log = Table(
@@ -141,6 +144,7 @@ outbox = Table(
     Column("key", String(300), nullable=False, unique=True),
     Column("effect", Text, nullable=False),
     Column("lease_until", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime),  # when its decision committed: outbox lag (0002)
 )
 """An effect stays in the outbox until it was carried out; its row is then deleted (the log
 keeps every effect of every decision). The worker that wrote it holds a lease on it; when the

@@ -23,13 +23,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
 
 from sagas.definitions.model import SagaDefinition
-from sagas.engine.effects import (
-    TimerKind,
-    outbox_adapter,
-)
-from sagas.engine.state import InstanceStatus
+from sagas.engine.effects import outbox_adapter
+from sagas.engine.state import InstanceStatus, SagaState
 from sagas.events import Event
-from sagas.store import rows
+from sagas.store import queries, rows
 from sagas.store import schema as t
 from sagas.store.base import ConcurrencyConflictError, Store, StoreError, UnknownSagaError
 from sagas.store.bulk import BulkStatements
@@ -42,7 +39,9 @@ from sagas.store.dialect import (
     lock_schema,
     notify,
 )
+from sagas.store.filters import InstanceFilter
 from sagas.store.records import (
+    Backlog,
     Changes,
     DeadLetter,
     InstanceRecord,
@@ -228,6 +227,7 @@ class SQLStore(Store):
                     "key": outbox_key(effect),
                     "effect": effect.model_dump_json(by_alias=True),
                     "lease_until": changes.lease_until,
+                    "created_at": changes.written_at,
                 }
                 for saga_id, effect in changes.outbox
             ]
@@ -324,28 +324,18 @@ class SQLStore(Store):
         return record
 
     def list_instances(
-        self,
-        *,
-        status: InstanceStatus | None = None,
-        saga_name: str | None = None,
-        sleeping: bool = False,
-        limit: int = 100,
-        offset: int = 0,
+        self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[InstanceRecord]:
-        query = select(t.instances.c.state, t.instances.c.version)
-        if sleeping:
-            timers = t.timers
-            asleep = select(timers.c.saga_id).where(
-                timers.c.kind.in_([TimerKind.RETRY, TimerKind.DELAY])
-            )
-            query = query.where(t.instances.c.saga_id.in_(asleep))
-        if status is not None:
-            query = query.where(t.instances.c.status == InstanceStatus(status).value)
-        if saga_name is not None:
-            query = query.where(t.instances.c.saga_name == saga_name)
+        query = queries.filtered(
+            select(t.instances.c.state, t.instances.c.version), where or InstanceFilter()
+        )
         query = query.order_by(t.instances.c.updated_at.desc(), t.instances.c.saga_id)
         with self._read("listing instances") as conn:
             return [rows.instance(row) for row in conn.execute(query.limit(limit).offset(offset))]
+
+    def count_matching(self, where: InstanceFilter | None = None) -> int:
+        with self._read("counting instances") as conn:
+            return int(conn.scalar(queries.count_matching(where or InstanceFilter())) or 0)
 
     def count_instances(self) -> dict[tuple[str, InstanceStatus], int]:
         query = select(t.instances.c.saga_name, t.instances.c.status, func.count()).group_by(
@@ -353,6 +343,33 @@ class SQLStore(Store):
         )
         with self._read("counting instances") as conn:
             return {(name, InstanceStatus(status)): n for name, status, n in conn.execute(query)}
+
+    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int]]:
+        with self._read("counting recent instances") as conn:
+            return {
+                (name, InstanceStatus(status)): (started, ended)
+                for name, status, started, ended in conn.execute(queries.throughput(since))
+            }
+
+    def recent_states(self, since: datetime, limit: int) -> list[SagaState]:
+        with self._read("reading recent instances") as conn:
+            found = conn.scalars(queries.recently_updated(since, limit))
+            return [SagaState.model_validate_json(state) for state in found]
+
+    def backlog(self, now: datetime) -> Backlog:
+        with self._read("measuring the backlog") as conn:
+            queued, outbox, expired, overdue, timers = (
+                conn.execute(query).one() for query in queries.health(now)
+            )
+        return Backlog(
+            queued=queued[0],
+            outbox=outbox[0],
+            outbox_oldest=outbox[1],
+            outbox_expired=expired[0],
+            timers=timers[0],
+            timers_overdue=overdue[0],
+            overdue_since=overdue[1],
+        )
 
     def log(self, saga_id: str) -> list[LogEntry]:
         query = select(t.event_log).where(t.event_log.c.saga_id == saga_id)

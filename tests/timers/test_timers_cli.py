@@ -70,7 +70,7 @@ def engine(database: str, clock: ManualClock) -> Iterator[Engine]:
 
 
 def waiting(database: str) -> list[str]:
-    rows = json.loads(sagas_cli("list", "--waiting-timer", "--json", "--db", database))
+    rows = json.loads(sagas_cli("list", "--waiting-timer", "--json", "--db", database))["items"]
     return sorted(row["sagaId"] for row in rows)
 
 
@@ -84,7 +84,9 @@ def test_list_waiting_timer_shows_exactly_the_instances_sleeping_on_a_retry_or_d
     for name in ("in_flight", "done", "awaiting"):
         assert IDS[name] not in table
     everyone = json.loads(sagas_cli("list", "--json", "--db", database))
-    assert len(everyone) == len(SAGAS), "the others are there, only not sleeping"
+    assert everyone["total"] == len(everyone["items"]) == len(SAGAS), (
+        "the others are there, only not sleeping"
+    )
 
     # An hour on, the retry is in flight (only its timeout is pending) and the nap is over.
     clock.advance("1h")

@@ -296,9 +296,12 @@ def test_a_compensation_that_keeps_failing_follows_its_policy_then_the_saga_is_f
         assert engine.store.instance(STUBBORN_ID).state == state
         assert len(releases) == 3
 
-    listed = json.loads(sagas_cli("list", "--status", "failed", "--json", "--db", database))
+    listed = json.loads(sagas_cli("list", "--status", "failed", "--json", "--db", database))[
+        "items"
+    ]
     assert [(row["sagaId"], row["status"]) for row in listed] == [(STUBBORN_ID, "failed")]
     assert listed[0]["reason"] == state.reason
     table = sagas_cli("list", "--status", "failed", "--db", database)
     assert STUBBORN_ID in table
-    assert sagas_cli("list", "--status", "compensated", "--json", "--db", database) == "[]\n"
+    none = json.loads(sagas_cli("list", "--status", "compensated", "--json", "--db", database))
+    assert none == {"total": 0, "limit": 50, "offset": 0, "items": []}

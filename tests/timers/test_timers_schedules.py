@@ -15,6 +15,7 @@ from sagas.definitions.schedule import MissedRuns, Schedule
 from sagas.engine.decide import saga_id_for
 from sagas.handlers import StepContext
 from sagas.runtime.engine import Engine
+from sagas.store.filters import InstanceFilter
 from sagas.testing import ManualClock, saga_engine
 
 MIDNIGHT = datetime(2030, 1, 1, tzinfo=UTC)
@@ -52,7 +53,7 @@ class Reports:
 
 def run_keys(engine: Engine) -> list[datetime]:
     """The ``scheduledAt`` keys of the report instances, in time order."""
-    records = engine.store.list_instances(saga_name="report", limit=10_000)
+    records = engine.store.list_instances(InstanceFilter(saga="report"), limit=10_000)
     return sorted(datetime.fromisoformat(r.state.correlation_key) for r in records)
 
 

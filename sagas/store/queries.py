@@ -1,0 +1,85 @@
+"""Reading for people: the queries behind listings, counts and statistics (no writes)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, func, select
+from sqlalchemy.sql.expression import Executable
+
+from sagas.engine.effects import TimerKind
+from sagas.engine.state import InstanceStatus
+from sagas.store import schema as t
+from sagas.store.filters import InstanceFilter
+
+__all__ = ["count_matching", "filtered", "health", "recently_updated", "throughput"]
+
+
+def filtered(query: Select[Any], where: InstanceFilter) -> Select[Any]:
+    """``query`` on ``saga_instances`` restricted to the instances ``where`` selects."""
+    c = t.instances.c
+    if where.status:
+        query = query.where(c.status.in_([status.value for status in where.status]))
+    if where.saga is not None:
+        query = query.where(c.saga_name == where.saga)
+    if where.version is not None:
+        query = query.where(c.definition_version == where.version)
+    if where.key is not None:
+        query = query.where(c.correlation_key == where.key)
+    if where.failed_step is not None:
+        query = query.where(c.failed_step == where.failed_step)
+    if where.waiting_timer:
+        asleep = select(t.timers.c.saga_id).where(
+            t.timers.c.kind.in_([TimerKind.RETRY, TimerKind.DELAY])
+        )
+        query = query.where(c.saga_id.in_(asleep))
+    bounds = (
+        (c.created_at, where.started_after, where.started_before),
+        (c.updated_at, where.updated_after, where.updated_before),
+    )
+    for column, after, before in bounds:
+        if after is not None:
+            query = query.where(column >= after)
+        if before is not None:
+            query = query.where(column < before)
+    return query
+
+
+def count_matching(where: InstanceFilter) -> Select[Any]:
+    """How many instances ``where`` selects."""
+    return filtered(select(func.count()).select_from(t.instances), where)
+
+
+def throughput(since: datetime) -> Select[Any]:
+    """Per saga and status, how many instances started and how many ended since ``since``
+    (``started``, ``ended``): rows of (saga name, status, started, ended)."""
+    c = t.instances.c
+    ended = c.status.in_([s.value for s in InstanceStatus if s.terminal])
+    return select(
+        c.saga_name,
+        c.status,
+        func.count().filter(c.created_at >= since),
+        func.count().filter(and_(ended, c.updated_at >= since)),
+    ).group_by(c.saga_name, c.status)
+
+
+def recently_updated(since: datetime, limit: int) -> Select[Any]:
+    """The states of the instances updated since ``since``, latest first (a sample of at most
+    ``limit`` for step latencies)."""
+    c = t.instances.c
+    return select(c.state).where(c.updated_at >= since).order_by(c.updated_at.desc()).limit(limit)
+
+
+def health(now: datetime) -> list[Executable]:
+    """The backlog queries, in the order :class:`sagas.store.records.Backlog` takes them."""
+    outbox, timers = t.outbox.c, t.timers.c
+    return [
+        select(func.count()).select_from(t.inbox).where(t.inbox.c.queued),
+        select(func.count(), func.min(outbox.created_at)).select_from(t.outbox),
+        select(func.count()).select_from(t.outbox).where(outbox.lease_until <= now),
+        select(func.count(), func.min(timers.due_at))
+        .select_from(t.timers)
+        .where(timers.due_at <= now),
+        select(func.count()).select_from(t.timers),
+    ]
