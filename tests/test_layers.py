@@ -15,6 +15,24 @@ ALLOWED = {
     "engine": {"sagas.errors", "sagas.definitions", "sagas.events"},
     "events": {"sagas.errors", "sagas.definitions"},
     "store": {"sagas.errors", "sagas.definitions", "sagas.engine", "sagas.events"},
+    "operations": {
+        "sagas.errors",
+        "sagas.definitions",
+        "sagas.engine",
+        "sagas.events",
+        "sagas.store",
+        "sagas.runtime.batch",
+        "sagas.clock",
+    },
+    "server": {
+        "sagas.errors",
+        "sagas.definitions",
+        "sagas.engine",
+        "sagas.events",
+        "sagas.store",
+        "sagas.operations",
+        "sagas.clock",
+    },
 }
 
 

@@ -11,7 +11,10 @@ from sagas.cli.db import db
 from sagas.cli.definitions import graph, schema, validate
 from sagas.cli.demo import demo
 from sagas.cli.inspect import list_instances, show
+from sagas.cli.operate import ACTIONS
 from sagas.cli.runtime import publish, worker
+from sagas.cli.serve import serve
+from sagas.cli.stats import stats
 
 __all__ = ["cli", "main"]
 
@@ -25,7 +28,8 @@ def cli() -> None:
         sys.path.insert(0, os.getcwd())
 
 
-for command in (validate, graph, schema, worker, publish, list_instances, show, demo, db):
+COMMANDS = (validate, graph, schema, worker, publish, list_instances, show, stats, *ACTIONS)
+for command in (*COMMANDS, serve, demo, db):
     cli.add_command(command)
 
 

@@ -1,0 +1,65 @@
+"""``create_app``: the ASGI application of ``sagas serve`` (API, dashboard, metrics)."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from sagas.clock import Clock, SystemClock
+from sagas.server import api, dashboard
+from sagas.server.context import Context
+from sagas.server.metrics import metrics_registry
+from sagas.server.problems import install_problem_handlers
+from sagas.store.base import Store
+
+__all__ = ["create_app"]
+
+
+def create_app(
+    store: Store,
+    *,
+    token: str | None,
+    read_only: bool = False,
+    clock: Clock | None = None,
+    database: str = "",
+) -> FastAPI:
+    """The app on ``store``. Mutating requests need ``Authorization: Bearer <token>``; with
+    ``read_only`` (or no token) there are none. ``database`` is shown in the dashboard."""
+    app = FastAPI(
+        title="sagas",
+        summary="Saga instances, definitions, statistics and operator actions.",
+        version=_version(),
+    )
+    ctx = Context(store, clock or SystemClock(), token, read_only or token is None, database)
+    app.state.context = ctx
+    install_problem_handlers(app)
+    app.include_router(api.router)
+    app.include_router(dashboard.router)
+    static = resources.files("sagas.server") / "static"
+    app.mount("/static", StaticFiles(directory=str(static)), name="static")
+    registry = metrics_registry(ctx)
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """Whether the server can read its database."""
+        ctx.store.backlog(ctx.clock.now())
+        return {"status": "ok"}
+
+    return app
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sagas-engine")
+    except PackageNotFoundError:
+        return "0"

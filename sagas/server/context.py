@@ -1,0 +1,109 @@
+"""What every request of the server shares: the store, the clock, operations and settings."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AwareDatetime, ValidationError
+
+from sagas.clock import Clock
+from sagas.definitions.model import SagaDefinition
+from sagas.engine.state import InstanceStatus
+from sagas.operations import Operations
+from sagas.server.problems import ProblemError
+from sagas.store.base import Store
+from sagas.store.filters import InstanceFilter
+
+__all__ = ["Authorized", "Context", "Filter", "context", "instance_filter"]
+
+
+@dataclass
+class Context:
+    """The server's shared parts; ``token`` is ``None`` only on a read-only server."""
+
+    store: Store
+    clock: Clock
+    token: str | None
+    read_only: bool
+    database: str = ""
+    operations: Operations = field(init=False)
+    _definitions: dict[tuple[str, int], SagaDefinition] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.operations = Operations(self.store, self.clock)
+
+    def definition(self, name: str, version: int) -> SagaDefinition:
+        """One registered version (kept: a version never changes)."""
+        key = (name, version)
+        if key not in self._definitions:
+            self._definitions[key] = self.store.definition(name, version)
+        return self._definitions[key]
+
+
+def context(request: Request) -> Context:
+    """The request's :class:`Context`."""
+    found: Context = request.app.state.context
+    return found
+
+
+_bearer = HTTPBearer(auto_error=False, description="The operator token of `sagas serve`.")
+
+
+def _authorized(
+    ctx: Annotated[Context, Depends(context)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Context:
+    if ctx.read_only or ctx.token is None:
+        raise ProblemError(403, "this server is read-only (sagas serve --read-only): no actions")
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if credentials is None:
+        raise ProblemError(
+            401, "missing bearer token: send 'Authorization: Bearer <token>'", challenge
+        )
+    if not secrets.compare_digest(credentials.credentials.encode(), ctx.token.encode()):
+        raise ProblemError(401, "wrong bearer token", challenge)
+    return ctx
+
+
+Authorized = Annotated[Context, Depends(_authorized)]
+"""A context for a mutating request: the bearer token was checked."""
+
+
+def instance_filter(
+    status: Annotated[list[InstanceStatus], Query(description="Any of these statuses.")] = [],  # noqa: B006
+    saga: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+    key: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
+    failed_step: Annotated[
+        str | None, Query(alias="failedStep", min_length=1, max_length=200)
+    ] = None,
+    waiting_timer: Annotated[bool, Query(alias="waitingTimer")] = False,
+    started_after: Annotated[AwareDatetime | None, Query(alias="startedAfter")] = None,
+    started_before: Annotated[AwareDatetime | None, Query(alias="startedBefore")] = None,
+    updated_after: Annotated[AwareDatetime | None, Query(alias="updatedAfter")] = None,
+    updated_before: Annotated[AwareDatetime | None, Query(alias="updatedBefore")] = None,
+) -> InstanceFilter:
+    """The instance filter of a request's query parameters (malformed ones: 422)."""
+    try:
+        return InstanceFilter(
+            status=tuple(status),
+            saga=saga,
+            version=version,
+            key=key,
+            failed_step=failed_step,
+            waiting_timer=waiting_timer,
+            started_after=started_after,
+            started_before=started_before,
+            updated_after=updated_after,
+            updated_before=updated_before,
+        )
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+
+
+Filter = Annotated[InstanceFilter, Depends(instance_filter)]

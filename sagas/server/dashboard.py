@@ -1,0 +1,115 @@
+"""The web dashboard: server-rendered pages of the same process, no build step, no CDN."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from sagas.definitions.durations import format_duration
+from sagas.engine.operator import OperatorAction
+from sagas.engine.state import InstanceStatus, StepStatus
+from sagas.operations.documents import describe_effect
+from sagas.server.context import Context, Filter, context
+from sagas.server.graph import STEP_COLOURS, step_graph_svg
+
+__all__ = ["router"]
+
+PAGE_SIZE = 50
+
+templates = Jinja2Templates(
+    env=Environment(
+        loader=PackageLoader("sagas.server", "templates"), autoescape=select_autoescape()
+    )
+)
+router = APIRouter(include_in_schema=False)
+Ctx = Annotated[Context, Depends(context)]
+
+
+def _common(ctx: Context) -> dict[str, object]:
+    return {"read_only": ctx.read_only or ctx.token is None, "database": ctx.database}
+
+
+@router.get("/", response_class=HTMLResponse, name="dashboard_instances")
+def instances(request: Request, ctx: Ctx, where: Filter, offset: int = 0) -> HTMLResponse:
+    """The instance list, with filters, counts per status and paging."""
+    offset = max(offset, 0)
+    records = ctx.store.list_instances(where, limit=PAGE_SIZE, offset=offset)
+    counts: dict[str, int] = {}
+    for (_, status), count in ctx.store.count_instances().items():
+        counts[status.value] = counts.get(status.value, 0) + count
+
+    def page_link(to: int) -> str:
+        query = [(k, v) for k, v in request.query_params.multi_items() if k != "offset"]
+        return "?" + urlencode([*query, ("offset", str(max(to, 0)))])
+
+    return templates.TemplateResponse(
+        request,
+        "instances.html",
+        {
+            **_common(ctx),
+            "records": records,
+            "total": ctx.store.count_matching(where),
+            "offset": offset,
+            "limit": PAGE_SIZE,
+            "where": where,
+            "statuses": [status.value for status in InstanceStatus],
+            "status_counts": sorted(counts.items()),
+            "saga_names": sorted({d.name for d in ctx.store.definitions()}),
+            "page_link": page_link,
+        },
+    )
+
+
+@router.get("/instances/{saga_id}", response_class=HTMLResponse, name="dashboard_instance")
+def instance(request: Request, ctx: Ctx, saga_id: str) -> HTMLResponse:
+    """One instance: graph coloured by step state, steps, data, timers, timeline, actions."""
+    record = ctx.store.instance(saga_id)
+    state = record.state
+    definition = ctx.definition(state.saga_name, state.definition_version)
+    return templates.TemplateResponse(
+        request,
+        "instance.html",
+        {
+            **_common(ctx),
+            "state": state,
+            "version": record.version,
+            "graph": step_graph_svg(definition, state.steps),
+            "legend": [(status.value, STEP_COLOURS[status]) for status in StepStatus],
+            "data_json": json.dumps(state.data, indent=2, sort_keys=True),
+            "timers": ctx.store.timers(saga_id),
+            "log": ctx.store.log(saga_id),
+            "describe": describe_effect,
+            "actions": [action.value for action in OperatorAction],
+        },
+    )
+
+
+@router.get("/definitions", response_class=HTMLResponse, name="dashboard_definitions")
+def definitions(request: Request, ctx: Ctx) -> HTMLResponse:
+    """Every registered version of every definition, with its graph."""
+    found = ctx.store.definitions()
+    return templates.TemplateResponse(
+        request,
+        "definitions.html",
+        {
+            **_common(ctx),
+            "definitions": [
+                {
+                    "name": d.name,
+                    "version": d.version,
+                    "description": d.description,
+                    "trigger": d.trigger,
+                    "correlation": d.correlation,
+                    "deadline": format_duration(d.deadline) if d.deadline else None,
+                }
+                for d in found
+            ],
+            "graphs": [step_graph_svg(d) for d in found],
+        },
+    )

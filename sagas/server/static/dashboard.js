@@ -1,0 +1,54 @@
+// The dashboard's little JavaScript: live refresh of the [data-live] parts, and operator actions.
+"use strict";
+
+const REFRESH_MS = 2000;
+
+async function refresh() {
+  const live = document.getElementById("live");
+  if (live && !live.checked) return;
+  const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  for (const part of document.querySelectorAll("[data-live]")) {
+    const fresh = page.getElementById(part.id);
+    if (fresh && fresh.innerHTML !== part.innerHTML) part.innerHTML = fresh.innerHTML;
+  }
+}
+
+async function act(sagaId, action) {
+  const result = document.getElementById("action-result");
+  const token = document.getElementById("token").value.trim();
+  window.localStorage.setItem("sagas-token", token);
+  const body = { actor: "dashboard" };
+  const reason = document.getElementById("reason").value.trim();
+  const step = document.getElementById("step").value;
+  const data = document.getElementById("data").value.trim();
+  if (reason) body.reason = reason;
+  if (step) body.step = step;
+  if (data) {
+    try { body.data = JSON.parse(data); } catch (error) {
+      result.className = "error"; result.textContent = `data is not JSON: ${error.message}`; return;
+    }
+  }
+  const response = await fetch(`/api/instances/${encodeURIComponent(sagaId)}/${action}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  const answer = await response.json();
+  result.className = response.ok ? "ok" : "error";
+  result.textContent = response.ok
+    ? `${action}: ${answer.outcome} (${answer.statusBefore} → ${answer.statusAfter}) ${answer.note}`
+    : `${action}: ${answer.detail}`;
+  await refresh();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const token = document.getElementById("token");
+  if (token) token.value = window.localStorage.getItem("sagas-token") || "";
+  for (const button of document.querySelectorAll("button[data-action]")) {
+    const sagaId = button.closest("[data-saga-id]").dataset.sagaId;
+    button.addEventListener("click", () => act(sagaId, button.dataset.action));
+  }
+  if (document.querySelector("[data-live]")) window.setInterval(refresh, REFRESH_MS);
+});
