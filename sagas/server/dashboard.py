@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
 
 from sagas.definitions.durations import format_duration
 from sagas.engine.operator import OperatorAction
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.operations.documents import describe_effect
-from sagas.server.context import Context, Filter, context
+from sagas.server.context import Context, context
 from sagas.server.graph import STEP_COLOURS, step_graph_svg
+from sagas.store.filters import InstanceFilter
 
 __all__ = ["router"]
 
@@ -36,10 +38,25 @@ def _common(ctx: Context) -> dict[str, object]:
 
 
 @router.get("/", response_class=HTMLResponse, name="dashboard_instances")
-def instances(request: Request, ctx: Ctx, where: Filter, offset: int = 0) -> HTMLResponse:
-    """The instance list, with filters, counts per status and paging."""
-    offset = max(offset, 0)
-    records = ctx.store.list_instances(where, limit=PAGE_SIZE, offset=offset)
+def instances(request: Request, ctx: Ctx) -> HTMLResponse:
+    """The instance list, with filters, counts per status and paging. The filter form's
+    fields are the API's query parameters; empty fields are left out."""
+    params: dict[str, Any] = {}
+    for name, value in request.query_params.multi_items():
+        if value.strip():
+            if name == "status":
+                params.setdefault("status", []).append(value)
+            else:
+                params[name] = value
+    offset = params.pop("offset", "0")
+    problem = None
+    try:
+        where = InstanceFilter.model_validate(params)
+        start = int(offset) if str(offset).isdigit() else 0
+    except ValidationError as exc:
+        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        where, start = InstanceFilter(), 0
+    records = [] if problem else ctx.store.list_instances(where, limit=PAGE_SIZE, offset=start)
     counts: dict[str, int] = {}
     for (_, status), count in ctx.store.count_instances().items():
         counts[status.value] = counts.get(status.value, 0) + count
@@ -54,15 +71,17 @@ def instances(request: Request, ctx: Ctx, where: Filter, offset: int = 0) -> HTM
         {
             **_common(ctx),
             "records": records,
-            "total": ctx.store.count_matching(where),
-            "offset": offset,
+            "total": 0 if problem else ctx.store.count_matching(where),
+            "offset": start,
             "limit": PAGE_SIZE,
             "where": where,
+            "problem": problem,
             "statuses": [status.value for status in InstanceStatus],
             "status_counts": sorted(counts.items()),
             "saga_names": sorted({d.name for d in ctx.store.definitions()}),
             "page_link": page_link,
         },
+        status_code=422 if problem else 200,
     )
 
 
