@@ -108,6 +108,7 @@ def demo(orders: int, fail_rate: float, db: str, seed: int) -> None:
             out.print(render_timeline(engine.store.log(example.saga_id)))
             out.print(f"Inspect it: sagas show {example.saga_id} --db {db}")
         out.print(f"List them all: sagas list --db {db}")
+        out.print(f"See them in the dashboard: sagas serve --db {db} --read-only")
     finally:
         engine.close()
 

@@ -83,15 +83,14 @@ def _command(action: OperatorAction) -> click.Command:
         if (saga_id is None) == (not where):
             raise click.UsageError("give either a SAGA_ID or --where clauses (not both)")
         request = ActionRequest(action, actor, reason, step, data or {})
+        selection = build_filter({"where": where}) if saga_id is None else None
         store = open_store(db, must_exist=True)
         try:
             operations = Operations(store)
-            if saga_id is not None:
-                results = [operations.act(saga_id, request, dry_run=dry_run)]
+            if selection is None:
+                results = [operations.act(saga_id or "", request, dry_run=dry_run)]
             else:
-                results = operations.act_many(
-                    build_filter({"where": where}), request, dry_run=dry_run
-                )
+                results = operations.act_many(selection, request, dry_run=dry_run)
         finally:
             store.close()
         _report(action, results, as_json, dry_run)
