@@ -35,6 +35,11 @@ $(CHROMIUM):
 	$(SUDO) apt-get install -y -q chromium chromium-driver || \
 		($(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium chromium-driver)
 
+# Regenerate the dashboard's screenshots in docs/images/ (the browser tests take them).
+.PHONY: screenshots
+screenshots: $(STAMP) $(CHROMIUM)
+	SAGAS_SCREENSHOTS=1 $(BIN)/pytest tests/browser -q
+
 # Regenerate the JSON Schema of the YAML format after changing the models.
 schema: $(STAMP)
 	$(BIN)/sagas schema > definitions/saga.schema.json

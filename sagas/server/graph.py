@@ -35,7 +35,7 @@ BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 190, 58, 60, 22, 12
 
 def step_graph_svg(definition: SagaDefinition, steps: Mapping[str, StepState] | None = None) -> str:
     """An ``<svg>`` element of ``definition``'s steps; with ``steps`` (an instance's), each box
-    is coloured by its status and says it, with attempts; the pivot has a double border."""
+    is coloured by its status and says it, with attempts; the pivot has a thick dashed border."""
     graph = step_graph(definition)
     columns = [sorted(generation, key=_order(definition)) for generation in _generations(graph)]
     rows = max((len(column) for column in columns), default=1)
@@ -70,15 +70,16 @@ def step_graph_svg(definition: SagaDefinition, steps: Mapping[str, StepState] | 
             detail = status.value + (f" · try {state.attempt}" if state.attempt > 1 else "")
             if state.undo_attempt:
                 detail += f" · undo {state.undo_attempt}"
+        if step.pivot:
+            detail = f"pivot · {detail}"
         border = ' stroke-width="3" stroke-dasharray="6 3"' if step.pivot else ' stroke-width="1.5"'
-        pivot = " (pivot)" if step.pivot else ""
         parts.append(
             f'<g class="step" data-step="{escape(step.name)}" data-status="{status.value}">'
             f"<title>{escape(step.name)}: {escape(describe_action(step))}</title>"
             f'<rect x="{x}" y="{y}" width="{BOX_W}" height="{BOX_H}" rx="8" fill="{fill}" '
             f'stroke="{stroke}"{border}/>'
             f'<text x="{x + BOX_W / 2}" y="{y + 24}" text-anchor="middle" font-weight="600" '
-            f'font-size="14">{escape(_clip(step.name))}{pivot}</text>'
+            f'font-size="14">{escape(_clip(step.name))}</text>'
             f'<text x="{x + BOX_W / 2}" y="{y + 44}" text-anchor="middle" font-size="12" '
             f'fill="#3f3f46">{escape(_clip(detail, 28))}</text></g>'
         )

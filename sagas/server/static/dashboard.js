@@ -6,9 +6,15 @@ const REFRESH_MS = 2000;
 async function refresh() {
   const live = document.getElementById("live");
   if (live && !live.checked) return;
-  const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
-  if (!response.ok) return;
-  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  let text;
+  try {
+    const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    if (!response.ok) return;
+    text = await response.text();
+  } catch (error) {
+    return; // the server is away for a moment: the next refresh tries again
+  }
+  const page = new DOMParser().parseFromString(text, "text/html");
   for (const part of document.querySelectorAll("[data-live]")) {
     const fresh = page.getElementById(part.id);
     if (fresh && fresh.innerHTML !== part.innerHTML) part.innerHTML = fresh.innerHTML;
@@ -30,12 +36,18 @@ async function act(sagaId, action) {
       result.className = "error"; result.textContent = `data is not JSON: ${error.message}`; return;
     }
   }
-  const response = await fetch(`/api/instances/${encodeURIComponent(sagaId)}/${action}`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
-    body: JSON.stringify(body),
-  });
-  const answer = await response.json();
+  let response;
+  try {
+    response = await fetch(`/api/instances/${encodeURIComponent(sagaId)}/${action}`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
+  } catch (error) {
+    result.className = "error"; result.textContent = `${action}: the server cannot be reached (${error.message})`; return;
+  }
+  // Problem details are JSON; a proxy or a crash may answer with something else.
+  const answer = await response.json().catch(() => ({ detail: `${response.status} ${response.statusText}` }));
   result.className = response.ok ? "ok" : "error";
   result.textContent = response.ok
     ? `${action}: ${answer.outcome} (${answer.statusBefore} → ${answer.statusAfter}) ${answer.note}`
