@@ -152,6 +152,7 @@ class Operations:
             changes.received = [event]
             changes.lease_until = changes.written_at = now  # any worker carries them out
             tx.apply(changes)
+            tx.notify()  # idle workers carry out the effects (and arm the timers) at once
         outcome = Outcome.REFUSED if decision.ignored else Outcome.APPLIED
         return _result(record, decision.state.status, outcome, decision.note, event.event_id)
 

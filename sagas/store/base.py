@@ -85,6 +85,11 @@ class RoundTx(ABC):
         """The stored instances among ``saga_ids``."""
 
     @abstractmethod
+    def notify(self) -> None:
+        """Wake the workers listening on the database once the round commits (PostgreSQL
+        ``NOTIFY``; elsewhere workers poll)."""
+
+    @abstractmethod
     def apply(self, changes: Changes) -> None:
         """Write ``changes``; they commit with the round, all of it or nothing.
 

@@ -72,6 +72,7 @@ def parse_where(clauses: Sequence[str], now: datetime) -> InstanceFilter:
     :raises WhereError: naming the clause that is wrong and why.
     """
     fields: dict[str, Any] = {}
+    given: dict[str, str] = {}  # the clause that set each field
     for clause in clauses:
         match = _CLAUSE.match(clause)
         if match is None:
@@ -80,17 +81,26 @@ def parse_where(clauses: Sequence[str], now: datetime) -> InstanceFilter:
         name = name.replace("-", "_")
         if name not in WHERE_FIELDS:
             raise WhereError(f"--where {clause!r}: unknown field {name!r} (fields: {_fields()})")
+        parsed: Any
         if name in _TIME_FIELDS:
             if operator not in (">=", "<"):
                 raise WhereError(f"--where {clause!r}: times take >= or < (e.g. {name}>=1h)")
             bound = "after" if operator == ">=" else "before"
-            fields[f"{name}_{bound}"] = _time(clause, value, now)
+            field, parsed = f"{name}_{bound}", _time(clause, value, now)
         elif operator != "=":
             raise WhereError(f"--where {clause!r}: {name} takes = only")
         elif name == "status":
-            fields[name] = tuple(part.strip() for part in value.split(",") if part.strip())
+            field = name
+            parsed = tuple(part.strip() for part in value.split(",") if part.strip())
         else:
-            fields[name] = value
+            field, parsed = name, value
+        # All clauses must hold: a second, different condition on the same field must not
+        # silently replace the first (a bulk action would then act on what the first excluded).
+        if field in fields and _differ(fields[field], parsed):
+            raise WhereError(
+                f"--where {clause!r}: {field} is given twice ({given[field]!r} too); give it once"
+            )
+        fields[field], given[field] = parsed, clause
     try:
         return InstanceFilter.model_validate(fields)
     except ValidationError as exc:
@@ -98,6 +108,13 @@ def parse_where(clauses: Sequence[str], now: datetime) -> InstanceFilter:
             f"{'.'.join(map(str, error['loc'][:1]))}: {error['msg']}" for error in exc.errors()
         )
         raise WhereError(f"--where {' '.join(clauses)!r}: {problems}") from None
+
+
+def _differ(first: Any, second: Any) -> bool:
+    """Whether two values of one field are different conditions (statuses in any order)."""
+    if isinstance(first, tuple) and isinstance(second, tuple):
+        return set(first) != set(second)
+    return bool(first != second)
 
 
 def _time(clause: str, value: str, now: datetime) -> datetime:

@@ -13,6 +13,7 @@ from sagas.events import Event
 from sagas.store import rows
 from sagas.store import schema as t
 from sagas.store.base import RoundTx
+from sagas.store.dialect import notify
 from sagas.store.records import Changes, InstanceRecord, OutboxItem, QueuedEvent, TimerRecord
 
 if TYPE_CHECKING:
@@ -113,6 +114,9 @@ class SQLRound(RoundTx):
         )
         records = [rows.instance(row) for row in self._conn.execute(query)]
         return {record.saga_id: record for record in records}
+
+    def notify(self) -> None:
+        notify(self._conn)
 
     def apply(self, changes: Changes) -> None:
         self._store._apply(self._conn, changes)

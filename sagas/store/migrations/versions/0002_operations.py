@@ -36,7 +36,8 @@ def downgrade() -> None:
 
 def _backfill_failed_steps() -> None:
     """Fill ``failed_step`` from the stored states (only instances where a step can have
-    failed), with the rule of ``SagaState.failed_step``, kept here as it was at 0002."""
+    failed: a cancelled one too, when it was cancelled while compensating or failed), with the
+    rule of ``SagaState.failed_step``, kept here as it was at 0002."""
     instances = sa.table(
         "saga_instances",
         sa.column("saga_id", sa.String),
@@ -47,7 +48,7 @@ def _backfill_failed_steps() -> None:
     conn = op.get_bind()
     rows = conn.execute(
         sa.select(instances.c.saga_id, instances.c.state).where(
-            instances.c.status.in_(["compensating", "compensated", "failed"])
+            instances.c.status.in_(["compensating", "compensated", "failed", "cancelled"])
         )
     )
     updates = []
