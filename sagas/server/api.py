@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from sagas.definitions.durations import parse_duration
@@ -24,6 +26,7 @@ from sagas.server.models import (
     InstancePage,
 )
 from sagas.server.problems import ProblemError
+from sagas.store.filters import MAX_VERSION, InstanceFilter
 
 __all__ = ["router"]
 
@@ -40,12 +43,45 @@ MUTATION_PROBLEMS: dict[int | str, dict[str, Any]] = PROBLEMS | {
     403: {"description": "The server is read-only (problem detail)."},
     409: {"description": "The action does not apply to the instance now (problem detail)."},
 }
+MAX_STATS_WINDOW = timedelta(days=36_500)
+"""The longest statistics window (a longer one would reach before the year 1)."""
 SVG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/svg+xml": {}}, "description": "An SVG image."}
 }
 
 
-@router.get("/instances", tags=["instances"], responses=PROBLEMS)
+LISTING_PARAMETERS = frozenset(
+    [field.alias or name for name, field in InstanceFilter.model_fields.items()]
+    + ["limit", "offset"]
+)
+"""The query parameters of ``GET /api/instances``."""
+
+
+def _known_parameters(request: Request) -> None:
+    """A parameter the listing does not know (``stauts``, ``failed_step``) is a 422: ignored,
+    it would list every instance as if they all matched."""
+    unknown = sorted(set(request.query_params) - LISTING_PARAMETERS)
+    if unknown:
+        known = ", ".join(sorted(LISTING_PARAMETERS))
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown parameter (known: {known})",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
+
+
+@router.get(
+    "/instances",
+    tags=["instances"],
+    responses=PROBLEMS,
+    dependencies=[Depends(_known_parameters)],
+)
 def list_instances(
     ctx: Ctx,
     where: Filter,
@@ -132,7 +168,7 @@ def list_definitions(ctx: Ctx) -> list[DefinitionSummary]:
 def definition_graph(
     ctx: Ctx,
     name: Annotated[str, Path(min_length=1, max_length=200)],
-    version: Annotated[int, Path(ge=1)],
+    version: Annotated[int, Path(ge=1, le=MAX_VERSION)],
 ) -> Response:
     """The step graph of one definition version as SVG."""
     try:
@@ -155,8 +191,12 @@ def stats(
         span = parse_duration(window)
     except ValueError as exc:
         raise ProblemError(422, f"window: {exc}") from None
+    except OverflowError:  # more days than a timedelta holds
+        raise ProblemError(422, f"window: at most {MAX_STATS_WINDOW.days}d") from None
     if span.total_seconds() <= 0:
         raise ProblemError(422, "window: must be longer than zero")
+    if span > MAX_STATS_WINDOW:
+        raise ProblemError(422, f"window: at most {MAX_STATS_WINDOW.days}d")
     return collect_stats(ctx.store, ctx.clock.now(), span).to_dict()
 
 

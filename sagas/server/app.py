@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from importlib import resources
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sagas.clock import Clock, SystemClock
 from sagas.server import api, dashboard
-from sagas.server.context import Context
+from sagas.server.context import Context, no_nul_characters
 from sagas.server.metrics import metrics_registry
 from sagas.server.problems import install_problem_handlers
 from sagas.store.base import Store
@@ -33,6 +33,7 @@ def create_app(
         title="sagas",
         summary="Saga instances, definitions, statistics and operator actions.",
         version=_version(),
+        dependencies=[Depends(no_nul_characters)],
     )
     ctx = Context(store, clock or SystemClock(), token, read_only or token is None, database)
     app.state.context = ctx

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -17,9 +17,16 @@ from sagas.engine.state import InstanceStatus
 from sagas.operations import Operations
 from sagas.server.problems import ProblemError
 from sagas.store.base import Store
-from sagas.store.filters import InstanceFilter
+from sagas.store.filters import MAX_VERSION, InstanceFilter
 
-__all__ = ["Authorized", "Context", "Filter", "context", "instance_filter"]
+__all__ = [
+    "Authorized",
+    "Context",
+    "Filter",
+    "context",
+    "instance_filter",
+    "no_nul_characters",
+]
 
 
 @dataclass
@@ -77,7 +84,7 @@ Authorized = Annotated[Context, Depends(_authorized)]
 def instance_filter(
     status: Annotated[list[InstanceStatus], Query(description="Any of these statuses.")] = [],  # noqa: B006
     saga: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-    version: Annotated[int | None, Query(ge=1)] = None,
+    version: Annotated[int | None, Query(ge=1, le=MAX_VERSION)] = None,
     key: Annotated[str | None, Query(min_length=1, max_length=500)] = None,
     failed_step: Annotated[
         str | None, Query(alias="failedStep", min_length=1, max_length=200)
@@ -90,7 +97,7 @@ def instance_filter(
 ) -> InstanceFilter:
     """The instance filter of a request's query parameters (malformed ones: 422)."""
     try:
-        return InstanceFilter(
+        where = InstanceFilter(
             status=tuple(status),
             saga=saga,
             version=version,
@@ -103,7 +110,31 @@ def instance_filter(
             updated_before=updated_before,
         )
     except ValidationError as exc:
-        raise RequestValidationError(exc.errors()) from None
+        raise RequestValidationError([_as_query(error) for error in exc.errors()]) from None
+    return where
+
+
+def _as_query(error: Any) -> dict[str, Any]:
+    """A filter's validation error, located at the query parameter (by its wire name)."""
+    name, *rest = error["loc"] or ("",)
+    field = InstanceFilter.model_fields.get(str(name))
+    wire = field.alias if field is not None and field.alias else name
+    return {**error, "loc": ("query", wire, *rest)}
 
 
 Filter = Annotated[InstanceFilter, Depends(instance_filter)]
+
+
+def no_nul_characters(request: Request) -> None:
+    """A NUL character in the path or a query parameter is a 422: PostgreSQL cannot hold one
+    in a text value, so it would fail the query (a 503 for a malformed request)."""
+    message = "must not contain NUL characters (\\u0000)"
+    errors: list[dict[str, object]] = []
+    if "\x00" in request.url.path:
+        errors.append({"type": "value_error", "loc": ("path",), "msg": message, "input": None})
+    for name, value in request.query_params.multi_items():
+        if "\x00" in name or "\x00" in value:
+            where = ("query", name.replace("\x00", "\\u0000"))
+            errors.append({"type": "value_error", "loc": where, "msg": message, "input": None})
+    if errors:
+        raise RequestValidationError(errors)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -51,6 +52,17 @@ class ActionBody(_Wire):
     )
     dry_run: bool = Field(False, description="Decide and report, but change nothing.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        """No NUL character in any string (PostgreSQL cannot hold one), no NaN or infinity
+        (not JSON: they would be stored as null), and no deeper nesting than the store reads
+        back (the instance could no longer be read)."""
+        problem = _unstorable(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
 
 class BulkActionBody(ActionBody):
     """An operator action on every instance a filter selects (at least one condition)."""
@@ -62,6 +74,35 @@ class BulkActionBody(ActionBody):
         if self.where == InstanceFilter():
             raise ValueError('where: give at least one condition (e.g. {"status": ["failed"]})')
         return self
+
+
+MAX_BODY_DEPTH = 32
+"""How deeply a request body may nest: the store reads states and events back with a JSON parser
+that stops at 200 levels, and the body's data ends up inside both."""
+
+
+def _unstorable(body: Any) -> str | None:
+    """Where in a request body (a JSON document) a value is that cannot be stored, and why
+    (a loop, not recursion: the body may be nested as deep as the JSON parser allows)."""
+    nul = "must not contain NUL characters (\\u0000)"
+    pending: list[tuple[str, int, Any]] = [("", 0, body)]
+    while pending:
+        where, depth, value = pending.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return f"{where or 'body'}: {nul}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{where or 'body'}: {value} is not a JSON number"
+        if isinstance(value, dict | list) and depth >= MAX_BODY_DEPTH:
+            return f"{where}: nested deeper than {MAX_BODY_DEPTH} levels"
+        if isinstance(value, dict):
+            for key, item in value.items():
+                inner = f"{where}.{key}" if where else str(key)
+                if isinstance(key, str) and "\x00" in key:
+                    return f"{inner!r}: {nul}"
+                pending.append((inner, depth + 1, item))
+        elif isinstance(value, list):
+            pending.extend((f"{where}.{n}", depth + 1, item) for n, item in enumerate(value))
+    return None
 
 
 class ActionReport(_Wire):

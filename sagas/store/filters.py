@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from sagas.definitions.durations import parse_duration
 from sagas.engine.state import InstanceStatus
 from sagas.errors import SagaError
 
-__all__ = ["WHERE_FIELDS", "InstanceFilter", "WhereError", "parse_where"]
+__all__ = ["MAX_VERSION", "WHERE_FIELDS", "InstanceFilter", "WhereError", "parse_where"]
+
+MAX_VERSION = 2**31 - 1
+"""The largest definition version there can be (the column is a 32-bit integer)."""
 
 
 class InstanceFilter(BaseModel):
@@ -36,7 +46,7 @@ class InstanceFilter(BaseModel):
 
     status: tuple[InstanceStatus, ...] = ()
     saga: str | None = Field(None, min_length=1, max_length=200)
-    version: int | None = Field(None, ge=1)
+    version: int | None = Field(None, ge=1, le=MAX_VERSION)
     key: str | None = Field(None, min_length=1, max_length=500, description="Correlation key.")
     failed_step: str | None = Field(None, min_length=1, max_length=200)
     waiting_timer: bool = False
@@ -44,6 +54,17 @@ class InstanceFilter(BaseModel):
     started_before: AwareDatetime | None = None
     updated_after: AwareDatetime | None = None
     updated_before: AwareDatetime | None = None
+
+    @field_validator("started_after", "started_before", "updated_after", "updated_before")
+    @classmethod
+    def _in_utc(cls, value: datetime | None) -> datetime | None:
+        """A bound must exist in UTC, as the store compares (0001-01-01T00:00+14:00 does not)."""
+        if value is not None:
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise ValueError("out of range: no such time in UTC") from None
+        return value
 
     def describe(self) -> str:
         """The conditions as ``field=value`` words (``every instance`` when there are none)."""
