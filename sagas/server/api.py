@@ -25,7 +25,7 @@ from sagas.server.models import (
     DefinitionSummary,
     InstancePage,
 )
-from sagas.server.problems import ProblemError
+from sagas.server.problems import ProblemError, problem
 from sagas.store.filters import MAX_VERSION, InstanceFilter
 
 __all__ = ["router"]
@@ -35,13 +35,13 @@ Ctx = Annotated[Context, Depends(context)]
 SagaId = Annotated[str, Path(min_length=1, max_length=64, description="The saga id.")]
 Action = Annotated[OperatorAction, Path(description="The operator action.")]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such instance (problem detail)."},
-    422: {"description": "Malformed input (problem detail)."},
+    404: problem("No such instance."),
+    422: problem("Malformed input: which parameter or field, and why."),
 }
 MUTATION_PROBLEMS: dict[int | str, dict[str, Any]] = PROBLEMS | {
-    401: {"description": "Missing or wrong bearer token (problem detail)."},
-    403: {"description": "The server is read-only (problem detail)."},
-    409: {"description": "The action does not apply to the instance now (problem detail)."},
+    401: problem("Missing or wrong bearer token."),
+    403: problem("The server is read-only."),
+    409: problem("The action does not apply to the instance now, and why."),
 }
 MAX_STATS_WINDOW = timedelta(days=36_500)
 """The longest statistics window (a longer one would reach before the year 1)."""

@@ -10,15 +10,42 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from sagas.errors import SagaError
 from sagas.store.base import StoreError, UnknownSagaError
 from sagas.store.filters import WhereError
 
-__all__ = ["PROBLEM_JSON", "ProblemError", "install_problem_handlers", "problem_response"]
+__all__ = [
+    "PROBLEM_JSON",
+    "ProblemDetail",
+    "ProblemError",
+    "install_problem_handlers",
+    "problem",
+    "problem_response",
+]
 
 PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemDetail(BaseModel):
+    """An error (RFC 9457): ``detail`` says what is wrong; ``errors`` lists each bad field of a
+    422 (``where``: e.g. ``query.status.0``)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: list[dict[str, str]] | None = None
+    sagaId: str | None = None  # noqa: N815  (the wire name)
+
+
+def problem(description: str) -> dict[str, Any]:
+    """An OpenAPI response entry: a problem detail with ``description``."""
+    schema = ProblemDetail.model_json_schema()
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": schema}}}
 
 
 class ProblemError(Exception):
