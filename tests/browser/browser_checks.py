@@ -1,6 +1,7 @@
-"""What the dashboard's browser tests share: participants that answer the order and travel sagas,
-a database seeded by real engine runs, ``sagas serve``'s app served by uvicorn in a thread, a
-worker loop in another, and Debian's Chromium driven by Playwright (never a downloaded browser).
+"""What the dashboard's browser tests share: a database seeded by real engine runs with the
+participants of ``sample_services`` (``send_itinerary`` retried once after 10 ms),
+``sagas serve``'s app served by uvicorn in a thread, a worker loop in another, and Debian's
+Chromium driven by Playwright (never a downloaded browser).
 
 Seeded, one instance after the other (so the list, newest first, always shows the same order):
 
@@ -17,19 +18,23 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from sample_services import (
+    Participants,
+    order_created,
+    order_definition,
+    travel_definition,
+    trip_requested,
+)
 
-from sagas import SagaDefinition, StepFailed, load_definition, parse_definition
+from sagas import SagaDefinition
 from sagas.engine.decide import saga_id_for
 from sagas.engine.state import InstanceStatus
-from sagas.events import Event
-from sagas.handlers import StepContext
 from sagas.runtime.engine import Engine
 from sagas.server import create_app
 from sagas.store.sql import SQLStore
@@ -50,99 +55,10 @@ CHROMIUM_ARGS = [
 WAIT = 20.0
 """Seconds any wait for the worker or the server may take before the test fails."""
 
-_SHIPPED_ITINERARY = (
-    "    command: {type: SendItinerary, data: {tripId: tripId, email: email}, "
-    "success: ItinerarySent}\n"
-    "    retry: {attempts: 20, initial_delay: 10s, factor: 2, max_delay: 1h}\n"
-)
-_QUICK_ITINERARY = "    handler: send_itinerary\n    retry: {attempts: 2, initial_delay: 10ms}\n"
-
 COMPLETED_ORDERS = ("order-1001", "order-1002", "order-1003")
 COMPENSATED_ORDERS = ("nostock-1004", "declined-1005")
 COMPLETED_TRIPS = ("trip-2001",)
 FAILED_TRIPS = ("nomail-2002", "nomail-2003")
-
-
-def order_definition() -> SagaDefinition:
-    """The shipped order saga."""
-    return load_definition(ROOT / "definitions" / "order_fulfillment.yaml")
-
-
-def travel_definition() -> SagaDefinition:
-    """The shipped travel saga with ``send_itinerary`` run by a handler (which can give up on
-    its own) that is retried once after 10 ms, so a real clock gets through it at once."""
-    text = (ROOT / "definitions" / "travel_booking.yaml").read_text(encoding="utf-8")
-    assert _SHIPPED_ITINERARY in text, "definitions/travel_booking.yaml changed: update this"
-    return parse_definition(text.replace(_SHIPPED_ITINERARY, _QUICK_ITINERARY))
-
-
-@dataclass
-class Participants:
-    """Inventory, payment, shipping, flights, hotels and mail; a key says how it behaves:
-    ``nostock-*`` orders find no stock, ``declined-*`` cards are declined, and while
-    ``mail_down`` is set the itineraries of ``nomail-*`` trips cannot be sent."""
-
-    mail_down: threading.Event = field(default_factory=threading.Event)
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    def attach(self, engine: Engine) -> None:
-        self.bus = engine.bus
-        for command in ("ReserveInventory", "ReleaseInventory", "ShipOrder"):
-            engine.bus.subscribe(command, self.on_order_command)
-        for command in ("BookFlight", "BookHotel", "CancelFlight", "CancelHotel"):
-            engine.bus.subscribe(command, self.on_trip_command)
-        for name in ("take_payment", "refund_payment", "charge_customer", "send_itinerary"):
-            engine.handlers.register(getattr(self, name), name)
-        for name in ("book_car", "cancel_car"):
-            engine.handlers.register(self.car, name)
-
-    def on_order_command(self, command: Event) -> None:
-        order = str(command.data.get("orderId"))
-        self.calls.append((command.event_type, order))
-        if command.event_type == "ReserveInventory":
-            if order.startswith("nostock-"):
-                self.bus.reply(command, "InventoryReservationFailed", {"reason": "out of stock"})
-            else:
-                self.bus.reply(command, "InventoryReserved", {"reservationId": f"r-{order}"})
-        elif command.event_type == "ReleaseInventory":
-            self.bus.reply(command, "InventoryReleased", {})
-        else:
-            self.bus.reply(command, "OrderShipped", {"trackingId": f"trk-{order}"})
-
-    def on_trip_command(self, command: Event) -> None:
-        self.calls.append((command.event_type, str(command.data.get("tripId"))))
-        replies = {
-            "BookFlight": "FlightBooked",
-            "BookHotel": "HotelBooked",
-            "CancelFlight": "FlightCancelled",
-            "CancelHotel": "HotelCancelled",
-        }
-        self.bus.reply(command, replies[command.event_type], {})
-
-    def take_payment(self, context: StepContext) -> dict[str, Any]:
-        order = str(context.data.get("orderId"))
-        self.calls.append(("take_payment", order))
-        if order.startswith("declined-"):
-            raise StepFailed(f"card declined for order {order}")
-        return {"paymentId": f"pay-{order}"}
-
-    def refund_payment(self, context: StepContext) -> dict[str, Any]:
-        self.calls.append(("refund_payment", str(context.data.get("orderId"))))
-        return {"refunded": context.data.get("paymentId")}
-
-    def charge_customer(self, context: StepContext) -> dict[str, Any]:
-        self.calls.append(("charge_customer", str(context.data.get("tripId"))))
-        return {"charged": context.data.get("total")}
-
-    def send_itinerary(self, context: StepContext) -> dict[str, Any]:
-        trip = str(context.data.get("tripId"))
-        self.calls.append(("send_itinerary", trip))
-        if self.mail_down.is_set() and trip.startswith("nomail-"):
-            raise ConnectionError("mail server down")
-        return {"itinerarySent": True}
-
-    def car(self, context: StepContext) -> None:
-        self.calls.append((context.step, str(context.data.get("tripId"))))
 
 
 @dataclass
@@ -151,24 +67,6 @@ class Seeded:
 
     keys: dict[str, str]
     by_status: dict[InstanceStatus, list[str]]
-
-
-def _order_created(order_id: str) -> Event:
-    data = {"orderId": order_id, "items": [{"sku": "sku-1", "quantity": 2}], "address": "1 Road"}
-    return Event.create("OrderCreated", data, at=datetime.now(UTC))
-
-
-def _trip_requested(trip_id: str) -> Event:
-    data = {
-        "tripId": trip_id,
-        "flight": "LH 400",
-        "hotel": "Ritz",
-        "nights": 3,
-        "car": None,  # book_car is skipped
-        "total": 800,  # no manager approval
-        "email": "traveller@example.com",
-    }
-    return Event.create("TripRequested", data, at=datetime.now(UTC))
 
 
 def _run_until(engine: Engine, saga_id: str, status: InstanceStatus) -> None:
@@ -190,10 +88,11 @@ def _run_until(engine: Engine, saga_id: str, status: InstanceStatus) -> None:
 
 
 def seed(engine: Engine, participants: Participants) -> Seeded:
-    """Register the sagas and run the instances one after the other to their end."""
+    """Register the sagas and run the instances one after the other to their end; the mail
+    server is left down (``participants.mail_down``) until a test brings it back."""
     orders = engine.register(order_definition())
-    trips = engine.register(travel_definition())
-    participants.mail_down.set()
+    trips = engine.register(travel_definition(quick_retry=True))
+    participants.mail_down = True
     plan: list[tuple[SagaDefinition, str, InstanceStatus]] = [
         *((orders, key, InstanceStatus.COMPLETED) for key in COMPLETED_ORDERS),
         *((orders, key, InstanceStatus.COMPENSATED) for key in COMPENSATED_ORDERS),
@@ -203,7 +102,8 @@ def seed(engine: Engine, participants: Participants) -> Seeded:
     keys: dict[str, str] = {}
     by_status: dict[InstanceStatus, list[str]] = {}
     for definition, key, status in plan:
-        event = _order_created(key) if definition is orders else _trip_requested(key)
+        started = order_created if definition is orders else trip_requested
+        event = started(key, datetime.now(UTC))
         assert engine.publish(event)
         saga_id = keys[key] = saga_id_for(definition.name, key)
         _run_until(engine, saga_id, status)

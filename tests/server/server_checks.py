@@ -1,5 +1,5 @@
 """What the server tests share: a database holding sagas in every kind of state, made by real
-engine runs with the participants below, and the app of ``sagas serve`` on it.
+engine runs with the participants of ``sample_services``, and the app of ``sagas serve`` on it.
 
 ``seeded_engine(database, clock)`` runs the order and travel sagas until the database holds
 
@@ -18,137 +18,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from sample_services import (
+    Participants,
+    order_created,
+    order_definition,
+    travel_definition,
+    trip_requested,
+)
 
-from sagas import SagaDefinition, StepFailed, load_definition, parse_definition
+from sagas import SagaDefinition
 from sagas.engine.decide import saga_id_for
 from sagas.engine.state import InstanceStatus
-from sagas.events import Event
-from sagas.handlers import StepContext
 from sagas.runtime.engine import Engine
 from sagas.server import create_app
 from sagas.store.sql import SQLStore
 from sagas.testing import ManualClock
 
-__all__ = [
-    "TOKEN",
-    "Participants",
-    "Seeded",
-    "open_app",
-    "order_definition",
-    "seeded_engine",
-    "travel_definition",
-]
+__all__ = ["TOKEN", "Seeded", "open_app", "seeded_engine"]
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "s3cret-operator-token-0123456789"
 """The bearer token of the apps these tests make."""
-
-_SHIPPED_ITINERARY = (
-    "    command: {type: SendItinerary, data: {tripId: tripId, email: email}, "
-    "success: ItinerarySent}\n"
-)
-
-
-def order_definition() -> SagaDefinition:
-    """The shipped order saga."""
-    return load_definition(ROOT / "definitions" / "order_fulfillment.yaml")
-
-
-def travel_definition() -> SagaDefinition:
-    """The shipped travel saga, whose ``send_itinerary`` runs a handler instead of publishing a
-    command (same step, same place after the pivot, same retry policy): a handler can give up
-    on its own, where the shipped command has neither a failure reply nor a timeout."""
-    text = (ROOT / "definitions" / "travel_booking.yaml").read_text(encoding="utf-8")
-    assert _SHIPPED_ITINERARY in text, "definitions/travel_booking.yaml changed: update this"
-    return parse_definition(text.replace(_SHIPPED_ITINERARY, "    handler: send_itinerary\n"))
-
-
-@dataclass
-class Participants:
-    """The services the sagas talk to; an order's or trip's key says how it behaves:
-
-    * orders ``nostock-*``: no stock; ``declined-*``: card declined; ``noship-*``: shipment
-      fails; ``stuck-*``: shipping never answers; ``flaky-*``: the first payment attempt raises;
-    * trips ``nomail-*``: the itinerary cannot be sent;
-    * ``refund_down`` / ``mail_down``: refunds / itineraries fail (for every key).
-    """
-
-    refund_down: bool = True
-    mail_down: bool = True
-    calls: list[tuple[str, str]] = field(default_factory=list)
-
-    def attach(self, engine: Engine) -> None:
-        """Subscribe the services to ``engine``'s bus and register the handlers."""
-        self.bus = engine.bus
-        for command in ("ReserveInventory", "ReleaseInventory", "ShipOrder"):
-            engine.bus.subscribe(command, self.on_order_command)
-        for command in ("BookFlight", "BookHotel", "CancelFlight", "CancelHotel"):
-            engine.bus.subscribe(command, self.on_trip_command)
-        for name in ("take_payment", "refund_payment", "charge_customer", "send_itinerary"):
-            engine.handlers.register(getattr(self, name), name)
-        for name in ("book_car", "cancel_car"):
-            engine.handlers.register(self.car, name)
-
-    def on_order_command(self, command: Event) -> None:
-        order = str(command.data.get("orderId"))
-        self.calls.append((command.event_type, order))
-        if command.event_type == "ReserveInventory":
-            if order.startswith("nostock-"):
-                self.bus.reply(command, "InventoryReservationFailed", {"reason": "out of stock"})
-            else:
-                self.bus.reply(command, "InventoryReserved", {"reservationId": f"r-{order}"})
-        elif command.event_type == "ReleaseInventory":
-            self.bus.reply(command, "InventoryReleased", {})
-        elif order.startswith("noship-"):
-            self.bus.reply(command, "ShipmentFailed", {"reason": "address undeliverable"})
-        elif not order.startswith("stuck-"):
-            self.bus.reply(command, "OrderShipped", {"trackingId": f"trk-{order}"})
-
-    def on_trip_command(self, command: Event) -> None:
-        self.calls.append((command.event_type, str(command.data.get("tripId"))))
-        replies = {
-            "BookFlight": "FlightBooked",
-            "BookHotel": "HotelBooked",
-            "CancelFlight": "FlightCancelled",
-            "CancelHotel": "HotelCancelled",
-        }
-        self.bus.reply(command, replies[command.event_type], {})
-
-    def take_payment(self, context: StepContext) -> dict[str, Any]:
-        order = str(context.data.get("orderId"))
-        self.calls.append(("take_payment", order))
-        if order.startswith("declined-"):
-            raise StepFailed(f"card declined for order {order}")
-        if order.startswith("flaky-") and context.attempt == 1:
-            raise ConnectionError("payment gateway unreachable")
-        return {"paymentId": f"pay-{order}"}
-
-    def refund_payment(self, context: StepContext) -> dict[str, Any]:
-        order = str(context.data.get("orderId"))
-        self.calls.append(("refund_payment", order))
-        if self.refund_down:
-            raise ConnectionError("payment gateway unreachable")
-        return {"refunded": context.data.get("paymentId")}
-
-    def charge_customer(self, context: StepContext) -> dict[str, Any]:
-        self.calls.append(("charge_customer", str(context.data.get("tripId"))))
-        return {"charged": context.data.get("total")}
-
-    def send_itinerary(self, context: StepContext) -> dict[str, Any]:
-        trip = str(context.data.get("tripId"))
-        self.calls.append(("send_itinerary", trip))
-        if self.mail_down and trip.startswith("nomail-"):
-            raise ConnectionError("mail server down")
-        return {"itinerarySent": True}
-
-    def car(self, context: StepContext) -> None:
-        self.calls.append((context.step, str(context.data.get("tripId"))))
 
 
 @dataclass
@@ -179,27 +73,6 @@ class Seeded:
             InstanceStatus.FAILED: self.failed,
             InstanceStatus.RUNNING: self.running,
         }
-
-
-def order_created(order_id: str, at: datetime) -> Event:
-    return Event.create(
-        "OrderCreated",
-        {"orderId": order_id, "items": [{"sku": "sku-1", "quantity": 1}], "address": "1 Road"},
-        at=at,
-    )
-
-
-def trip_requested(trip_id: str, at: datetime) -> Event:
-    data = {
-        "tripId": trip_id,
-        "flight": "LH 400",
-        "hotel": "Ritz",
-        "nights": 3,
-        "car": None,  # book_car is skipped
-        "total": 800,  # no manager approval
-        "email": "traveller@example.com",
-    }
-    return Event.create("TripRequested", data, at=at)
 
 
 def _run_out_timers(engine: Engine, clock: ManualClock, limit: int = 500) -> None:
@@ -264,10 +137,11 @@ def seed(engine: Engine, clock: ManualClock) -> Seeded:
 def seeded_engine(
     database: str, clock: ManualClock
 ) -> Iterator[tuple[Engine, Participants, Seeded]]:
-    """An engine on ``database`` with the participants attached, after :func:`seed`."""
+    """An engine on ``database`` with the participants attached, after :func:`seed`; the mail
+    server (for ``nomail-*`` trips) and the refunds are down until a test brings them back."""
     engine = Engine(SQLStore(database), clock=clock)
     try:
-        participants = Participants()
+        participants = Participants(mail_down=True, refund_down=True)
         participants.attach(engine)
         yield engine, participants, seed(engine, clock)
     finally:

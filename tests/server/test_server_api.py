@@ -14,7 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 from prometheus_client.parser import text_string_to_metric_families
-from server_checks import TOKEN, Participants, Seeded, open_app, seeded_engine
+from sample_services import Participants
+from server_checks import TOKEN, Seeded, open_app, seeded_engine
 
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.runtime.engine import Engine
