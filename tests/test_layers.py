@@ -15,6 +15,7 @@ ALLOWED = {
     "engine": {"sagas.errors", "sagas.definitions", "sagas.events"},
     "events": {"sagas.errors", "sagas.definitions"},
     "store": {"sagas.errors", "sagas.definitions", "sagas.engine", "sagas.events"},
+    "observability": {"sagas.errors", "sagas.engine", "sagas.events", "sagas.store"},
     "operations": {
         "sagas.errors",
         "sagas.definitions",

@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,8 +18,13 @@ from sagas.clock import SystemClock
 from sagas.config import EngineConfig, load_config
 from sagas.definitions.durations import parse_duration
 from sagas.events import Event, EventError
+from sagas.observability.logs import LogFormat, configure_logging
 from sagas.runtime.setup import build_engine
 from sagas.store.sql import DEFAULT_DATABASE_URL
+
+if TYPE_CHECKING:
+    from sagas.observability.metrics import MetricsServer
+    from sagas.runtime.engine import Engine
 
 __all__ = ["publish", "worker"]
 
@@ -50,6 +56,27 @@ __all__ = ["publish", "worker"]
     help="How long a worker owns the effects it committed (default 10s).",
 )
 @click.option("--until-idle", is_flag=True, help="Exit once nothing is queued, pending or due.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text or as JSON objects (with saga_id, step, event_id).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="info",
+    show_default=True,
+    help="The least severe lines logged (debug: one line per decision).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    metavar="PORT",
+    help="Serve Prometheus metrics on http://0.0.0.0:PORT/metrics (0: no metrics).",
+)
 @db_option(default=None)
 @reports_errors
 def worker(
@@ -59,11 +86,14 @@ def worker(
     concurrency: int | None,
     lease: str | None,
     until_idle: bool,
+    log_format: LogFormat,
+    log_level: str,
+    metrics_port: int,
     db: str | None,
 ) -> None:
     """Run the engine: decide queued events, relay the outbox, fire timers. Stops on SIGTERM
     or Ctrl-C after the current round (a SIGKILL loses nothing either)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    configure_logging(log_format, log_level)
     config = load_config(config_file) if config_file else EngineConfig()
     config = config.model_copy(
         update={
@@ -81,6 +111,11 @@ def worker(
         raise click.UsageError("no definitions: pass --definitions or a --config that has some")
     url = db or config.database_url or DEFAULT_DATABASE_URL
     engine = build_engine(config, database_url=url, clock=SystemClock())
+    try:
+        metrics = _serve_metrics(engine, metrics_port) if metrics_port else None
+    except BaseException:
+        engine.close()
+        raise
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
@@ -101,8 +136,24 @@ def worker(
             engine.run(stop, poll_interval=config.poll_interval.total_seconds())
     finally:
         engine.close()
+        if metrics is not None:
+            metrics.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def _serve_metrics(engine: Engine, port: int) -> MetricsServer:
+    """Keep the engine's metrics and serve them, with the process's own, on ``port``."""
+    from sagas.observability.metrics import SagaMetrics, serve_metrics  # prometheus_client
+
+    metrics = SagaMetrics(process=True)
+    try:
+        server = serve_metrics(metrics.registry, port)
+    except OSError as exc:
+        raise click.ClickException(f"cannot serve metrics on port {port}: {exc}") from None
+    engine.observers.append(metrics)
+    logging.getLogger("sagas.worker").info("metrics on http://0.0.0.0:%d/metrics", server.port)
+    return server
 
 
 @click.command()

@@ -38,9 +38,13 @@ class Batch:
     """The time of the round: every decision, log entry and dead letter of it carries it."""
     changes: Changes = field(default_factory=Changes)
     working: dict[str, Working] = field(default_factory=dict)
+    before: dict[str, SagaState] = field(default_factory=dict)
+    """The stored states the round started from, by saga id (not those of new instances)."""
     touched: dict[str, Working] = field(default_factory=dict)
     timers: dict[str, TimerRecord] = field(default_factory=dict)
     finished: list[SagaState] = field(default_factory=list)
+    ended_by: dict[str, str] = field(default_factory=dict)
+    """The id of the event each finished instance ended on, by saga id."""
 
     @property
     def outbox(self) -> list[tuple[str, OutboxEffect]]:
@@ -73,6 +77,7 @@ class Batch:
                         self.changes.timers_removed.append(timer_id)
                 case Finish():
                     self.finished.append(state)
+                    self.ended_by[state.saga_id] = event.event_id
         self.touched[state.saga_id] = working
 
     def dead_letter(self, event: Event, reason: str, saga_id: str | None = None) -> None:

@@ -31,17 +31,20 @@ from datetime import datetime, timedelta
 
 from sagas.clock import Clock, SystemClock
 from sagas.definitions.model import SagaDefinition
-from sagas.engine.decide import decide
-from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect
+from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect, PublishCommand
 from sagas.engine.internal import timer_fired
 from sagas.engine.state import SagaState
 from sagas.errors import SagaError
 from sagas.events import Event
 from sagas.handlers import Handler, HandlerRegistry
+from sagas.observability.logs import saga_fields
+from sagas.observability.observer import EngineObserver
+from sagas.runtime import instrument
 from sagas.runtime.batch import Batch, Working
 from sagas.runtime.bus import EventBus
 from sagas.runtime.calls import Caller
-from sagas.runtime.relay import Call, calls_for, handler_outcome, published_event
+from sagas.runtime.instrument import Instruments
+from sagas.runtime.relay import Call, calls_for, handler_outcome, published_event, watch
 from sagas.runtime.routing import Router
 from sagas.runtime.waker import Waker
 from sagas.store.base import ConcurrencyConflictError, RoundTx, Store
@@ -93,7 +96,8 @@ class Engine:
     ``batch_size`` bounds the events decided per round (one transaction); ``concurrency`` is
     how many handlers and subscribers run at once; ``lease`` is how long the effects a worker
     committed are its own to carry out before another worker takes them over (if it died, the
-    effects are carried out again after at most this long).
+    effects are carried out again after at most this long). ``observers`` are told what each
+    round did (see :class:`~sagas.observability.EngineObserver`).
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class Engine:
         batch_size: int = 200,
         concurrency: int = 1,
         lease: timedelta = timedelta(seconds=10),
+        observers: Sequence[EngineObserver] = (),
     ) -> None:
         self.store = store
         self.clock: Clock = clock or SystemClock()
@@ -114,6 +119,8 @@ class Engine:
         self.lease = lease
         self.on_finish: list[Callable[[SagaState], None]] = []
         """Called with the final state of every instance that ends, after the commit."""
+        self.observers: list[EngineObserver] = list(observers)
+        """Told what each round did, after its commit."""
         self._caller = Caller(concurrency)
         self._router = Router()
         self._definitions: dict[tuple[str, int], SagaDefinition] = {}
@@ -122,6 +129,7 @@ class Engine:
         self._schedules: dict[str, tuple[SagaDefinition, datetime]] = {}
         self._noticed = True  # there may be queued events or due timers
         self._checked_at = 0.0
+        self._instruments = Instruments()  # looked up once per round
         self.bus.on_publish = self.notice
 
     # -- set-up -----------------------------------------------------------------------------
@@ -158,6 +166,7 @@ class Engine:
     def _round(self) -> int:
         now = self.clock.now()
         carry = self._carry
+        self._instruments = Instruments.look()
         starts, fired_until = self._scheduled_starts(now)
         batch: Batch | None = None
         leftovers: list[OutboxItem] = []
@@ -176,6 +185,7 @@ class Engine:
                     changes.dead_letters += carry.dead_letters
                     changes.schedules = fired_until
                     changes.lease_until = now + self.lease
+                    changes.written_at = now
                     tx.apply(changes)
                 if looks:
                     # Carry out what a worker that died left in the outbox once its lease ran
@@ -188,6 +198,10 @@ class Engine:
             self._states.clear()
             return 1
         taken = [(item.saga_id, item.effect) for item in leftovers]
+        for item in leftovers:
+            # Written by another process (a dead worker, an operator action): the cached state
+            # may be older than the decision that asked for the effect.
+            self._states.pop(item.saga_id, None)
         if batch is None:
             self._carry = self._relay(taken)
             return len(leftovers)
@@ -198,6 +212,10 @@ class Engine:
         for listener in self.on_finish:
             for state in batch.finished:
                 listener(state)
+        if batch.finished:
+            instrument.log_finished(batch)
+        if self.observers:
+            instrument.report_round(self.observers, batch, due)
         self._carry = _Carry()
         self._carry = self._relay([*batch.outbox, *taken])
         work = len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until)
@@ -313,6 +331,7 @@ class Engine:
         wanted = {route.saga_id for _, routes, _ in routed for route in routes}
         for saga_id, (version, state) in self._lock(tx, wanted).items():
             batch.working[saga_id] = Working(state, version, version)
+            batch.before[saga_id] = state
         for event, routes, problems in routed:
             if self.bus.subscribers(event.event_type):
                 batch.changes.outbox.append(("", DeliverEvent(event=event)))
@@ -332,7 +351,7 @@ class Engine:
                     batch.dead_letter(event, f"no saga instance {saga_id!r}")
                 return
             try:
-                decision = decide(starts, None, event, now)
+                decision = self._instruments.decide(starts, None, event, now, saga_id)
             except SagaError as exc:
                 batch.dead_letter(event, str(exc))
                 return
@@ -345,7 +364,7 @@ class Engine:
             except LookupError as exc:
                 batch.dead_letter(event, str(exc), saga_id)
                 return
-            decision = decide(definition, state, event, now)
+            decision = self._instruments.decide(definition, state, event, now, saga_id)
             working.state, working.version = decision.state, working.version + 1
         batch.record(event, working, decision)
 
@@ -411,17 +430,28 @@ class Engine:
         for saga_id, effect in outbox:
             calls += calls_for(saga_id, effect, self.bus, self.handlers, states)
             carry.done.append(outbox_key(effect))
+        tracer, observers = self._instruments.tracer, self.observers
+        if tracer is not None or observers:
+            for call in calls:
+                watch(call, tracer)
         with self.bus.collecting() as published:
             outcomes = self._caller.run([call.fn for call in calls])
         carry.events += published
+        if observers:
+            instrument.report_calls(self.observers, calls, outcomes)
         at = self.clock.now()
         for call, outcome in zip(calls, outcomes, strict=True):
             if isinstance(call.effect, InvokeHandler):
                 carry.events.append(handler_outcome(call.saga_id, call.effect, outcome, at))
             elif outcome.error is not None:
                 event = published_event(call.effect)
+                step = call.effect.step if isinstance(call.effect, PublishCommand) else None
                 log.error(
-                    "subscriber %s failed on %s: %r", call.label, event.event_id, outcome.error
+                    "subscriber %s failed on %s: %r",
+                    call.label,
+                    event.event_id,
+                    outcome.error,
+                    extra=saga_fields(call.saga_id or event.saga_id, step, event.event_id),
                 )
                 carry.dead_letters.append(
                     DeadLetter(

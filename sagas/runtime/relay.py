@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect, PublishCommand
 from sagas.engine.internal import handler_failed, handler_succeeded
 from sagas.engine.state import SagaState
 from sagas.events import Event
 from sagas.handlers import Handler, StepContext, StepFailed
+from sagas.observability.logs import saga_fields
+from sagas.observability.tracing import StepSpan
 from sagas.runtime.bus import EventBus
 from sagas.runtime.calls import Outcome
 
-__all__ = ["Call", "calls_for", "handler_outcome"]
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+__all__ = ["Call", "calls_for", "handler_outcome", "watch"]
 
 log = logging.getLogger("sagas.relay")
 A = TypeVar("A")
 
 
 class Call:
-    """One callable to run for an outbox effect, with a label for errors."""
+    """One callable to run for an outbox effect, with a label for errors; ``seconds`` is how
+    long it took, once run, when it was watched."""
 
-    __slots__ = ("effect", "fn", "label", "saga_id")
+    __slots__ = ("effect", "fn", "label", "saga_id", "saga_name", "seconds")
 
     def __init__(
-        self, saga_id: str, effect: OutboxEffect, fn: Callable[[], object], label: str
+        self,
+        saga_id: str,
+        effect: OutboxEffect,
+        fn: Callable[[], object],
+        label: str,
+        saga_name: str = "",
     ) -> None:
         self.saga_id, self.effect, self.fn, self.label = saga_id, effect, fn, label
+        self.saga_name = saga_name
+        self.seconds: float | None = None
 
 
 def calls_for(
@@ -52,7 +68,7 @@ def calls_for(
             compensating=effect.compensating,
         )
         handler = handlers.get(effect.handler) or _missing(effect.handler)
-        return [Call(saga_id, effect, _bind(handler, context), effect.handler)]
+        return [Call(saga_id, effect, _bind(handler, context), effect.handler, context.saga_name)]
     event = published_event(effect)
     return [
         Call(saga_id, effect, _bind(subscriber, event), _label(subscriber))
@@ -74,9 +90,69 @@ def handler_outcome(saga_id: str, effect: InvokeHandler, outcome: Outcome, at: d
             message = f"handler {effect.handler!r} returned {type(value).__name__}, not a dict"
             return handler_failed(effect, saga_id, message, False, at)
         return handler_succeeded(effect, saga_id, dict(value or {}), at)
-    log.info("handler %s of saga %s failed: %r", effect.handler, saga_id, error)
+    event_id = f"{effect.idempotency_key}/outcome"
+    log.info(
+        "handler %s of saga %s failed: %r",
+        effect.handler,
+        saga_id,
+        error,
+        extra=saga_fields(saga_id, effect.step, event_id),
+    )
     retryable = not isinstance(error, StepFailed)
     return handler_failed(effect, saga_id, f"{type(error).__name__}: {error}", retryable, at)
+
+
+def watch(call: Call, tracer: Tracer | None) -> None:
+    """Time a handler call or a command delivery (into ``call.seconds``), inside a
+    ``saga.step`` span when ``tracer`` is given. Deliveries of events to subscribers are no
+    step of a saga: left as they are.
+
+    An awaitable the call returns is timed while it is awaited, with the span current there.
+    """
+    effect = call.effect
+    if isinstance(effect, DeliverEvent):
+        return
+    fn = call.fn
+
+    def watched() -> object:
+        span = StepSpan(tracer, call.saga_id, call.saga_name, effect) if tracer else None
+        started = time.perf_counter()
+        try:
+            with _current(span):
+                value = fn()
+        except BaseException as exc:
+            _finish(call, span, started, exc)
+            raise
+        if inspect.isawaitable(value):
+            return _finish_later(call, span, value)
+        _finish(call, span, started, None)
+        return value
+
+    call.fn = watched
+
+
+async def _finish_later(call: Call, span: StepSpan | None, awaitable: Awaitable[object]) -> object:
+    started = time.perf_counter()  # not earlier: the call may have waited its turn to run
+    try:
+        with _current(span):
+            value = await awaitable
+            while inspect.isawaitable(value):
+                value = await value
+    except BaseException as exc:
+        _finish(call, span, started, exc)
+        raise
+    _finish(call, span, started, None)
+    return value
+
+
+def _current(span: StepSpan | None) -> AbstractContextManager[None]:
+    return nullcontext() if span is None else span.current()
+
+
+def _finish(call: Call, span: StepSpan | None, started: float, error: BaseException | None) -> None:
+    call.seconds = time.perf_counter() - started
+    if span is not None:
+        span.end(error, "succeeded" if isinstance(call.effect, InvokeHandler) else "delivered")
 
 
 def _missing(name: str) -> Handler:
