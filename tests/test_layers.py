@@ -24,6 +24,7 @@ ALLOWED = {
         "sagas.store",
         "sagas.runtime.batch",
         "sagas.clock",
+        "sagas.observability",
     },
     "server": {
         "sagas.errors",

@@ -9,6 +9,7 @@ already expired: the next worker round carries it out. ``dry_run`` decides witho
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,12 +20,15 @@ from sagas.definitions.model import SagaDefinition
 from sagas.engine.decide import decide
 from sagas.engine.operator import OperatorAction, operator_event
 from sagas.engine.state import InstanceStatus
+from sagas.observability.logs import saga_fields
 from sagas.runtime.batch import Batch, Working
 from sagas.store.base import ConcurrencyConflictError, Store, UnknownSagaError
 from sagas.store.filters import InstanceFilter
 from sagas.store.records import InstanceRecord
 
 __all__ = ["ActionRequest", "ActionResult", "Operations", "Outcome"]
+
+log = logging.getLogger("sagas.operations")
 
 BULK_PAGE = 200
 """Instances selected per query by a bulk action."""
@@ -154,6 +158,16 @@ class Operations:
             tx.apply(changes)
             tx.notify()  # idle workers carry out the effects (and arm the timers) at once
         outcome = Outcome.REFUSED if decision.ignored else Outcome.APPLIED
+        log.info(
+            "operator %s %s on saga %s: %s (%s)",
+            request.actor,
+            request.action.value,
+            saga_id,
+            outcome.value,
+            decision.note,
+            extra=saga_fields(saga_id, request.step, event.event_id)
+            | {"actor": request.actor, "action": request.action.value, "outcome": outcome.value},
+        )
         return _result(record, decision.state.status, outcome, decision.note, event.event_id)
 
     def _definition(self, record: InstanceRecord) -> SagaDefinition:

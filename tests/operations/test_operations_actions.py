@@ -5,6 +5,7 @@ effects ran once, and that the log still replays to the stored state."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator
 
@@ -460,3 +461,28 @@ def test_actions_while_a_worker_runs_never_lose_a_write(
         assert applied >= 1
     finally:
         store.close()
+
+
+def test_every_action_is_logged_with_the_actor_the_outcome_and_the_ids(
+    engine: Engine,
+    orders: Orders,
+    operations: Operations,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    [saga_id] = orders.fail_with_refund_down(["o-1"])
+    caplog.set_level(logging.INFO, logger="sagas.operations")
+
+    applied = operations.act(saga_id, request(RETRY, reason="the bank is back"))
+    refused = operations.act(saga_id, request(RETRY))
+
+    lines = [r for r in caplog.records if r.name == "sagas.operations"]
+    assert [(r.levelname, r.outcome, r.event_id) for r in lines] == [  # type: ignore[attr-defined]
+        ("INFO", "applied", applied.event_id),
+        ("INFO", "refused", refused.event_id),
+    ]
+    for record in lines:
+        assert record.saga_id == saga_id  # type: ignore[attr-defined]
+        assert record.actor == "alice"  # type: ignore[attr-defined]
+        assert record.action == "retry"  # type: ignore[attr-defined]
+    assert lines[0].getMessage().startswith(f"operator alice retry on saga {saga_id}: applied")
+    assert "nothing to retry" in lines[1].getMessage()
