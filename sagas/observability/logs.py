@@ -62,4 +62,5 @@ def configure_logging(
 def _json_formatter() -> logging.Formatter:
     # Imported here: only a process that asks for JSON lines pays for the import.
     from pythonjsonlogger.json import JsonFormatter
+
     return JsonFormatter(JSON_FIELDS, rename_fields=JSON_NAMES, timestamp="time")
