@@ -7,6 +7,7 @@ On the wire an event is JSON with exactly the keys ``eventId``, ``eventType``, `
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import uuid
@@ -19,7 +20,32 @@ from pydantic.alias_generators import to_camel
 from sagas.definitions.model import EVENT_TYPE_PATTERN
 from sagas.errors import SagaError
 
-__all__ = ["Event", "EventError", "new_event_id"]
+__all__ = ["MAX_DATA_DEPTH", "Event", "EventError", "data_problem", "new_event_id"]
+
+MAX_DATA_DEPTH = 64
+"""How deeply event data may nest. Saga data is stored inside its instance's state, and the
+store's JSON reader stops at 200 levels: deeper data would leave an instance unreadable."""
+
+
+def data_problem(data: Any, name: str = "data") -> str | None:
+    """Why ``data`` cannot be kept (nested deeper than :data:`MAX_DATA_DEPTH`, or a NaN or
+    infinite number, which JSON has not), naming where (from ``name``); ``None`` when it can."""
+    pending: list[tuple[str, int, Any]] = [(name, 0, data)]
+    while pending:
+        where, depth, value = pending.pop()
+        if isinstance(value, dict):
+            if depth >= MAX_DATA_DEPTH:
+                return f"{where}: nested deeper than {MAX_DATA_DEPTH} levels"
+            pending.extend((f"{where}.{key}", depth + 1, item) for key, item in value.items())
+        elif isinstance(value, list | tuple):
+            if depth >= MAX_DATA_DEPTH:
+                return f"{where}: nested deeper than {MAX_DATA_DEPTH} levels"
+            pending.extend(
+                (f"{where}.{index}", depth + 1, item) for index, item in enumerate(value)
+            )
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"{where}: {value} is not a JSON number"
+    return None
 
 
 def new_event_id() -> str:
@@ -107,13 +133,24 @@ class Event(BaseModel):
         """
         if not isinstance(raw, dict):
             raise EventError(f"must be a JSON object, not {type(raw).__name__}")
+        event_id = raw.get("eventId")
         try:
-            return cls.model_validate(raw)
+            event = cls.model_validate(raw)
         except ValidationError as exc:
-            event_id = raw.get("eventId")
             raise EventError(
                 _describe(exc), event_id if isinstance(event_id, str) else None
             ) from None
+        event.check_data()
+        return event
+
+    def check_data(self) -> None:
+        """Refuse data that could not be kept (see :func:`data_problem`).
+
+        :raises EventError: naming the event and where in its data the problem is.
+        """
+        problem = data_problem(self.data)
+        if problem is not None:
+            raise EventError(problem, self.event_id)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-ready dict with the camelCase wire keys."""

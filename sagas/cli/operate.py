@@ -19,6 +19,7 @@ from rich.text import Text
 from sagas.cli.common import console, db_option, open_store, reports_errors
 from sagas.cli.filtering import build_filter, where_option
 from sagas.engine.operator import OperatorAction
+from sagas.events import data_problem
 from sagas.operations import ActionRequest, ActionResult, Operations, Outcome
 
 __all__ = ["ACTIONS"]
@@ -49,6 +50,9 @@ def _json_object(_: click.Context, __: click.Parameter, value: str | None) -> di
         raise click.BadParameter(f"not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise click.BadParameter('must be a JSON object, e.g. \'{"trackingId": "T-1"}\'')
+    problem = data_problem(data)
+    if problem is not None:
+        raise click.BadParameter(problem)
     return data
 
 

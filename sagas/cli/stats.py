@@ -9,9 +9,10 @@ from rich.table import Table
 
 from sagas.cli.common import console, db_option, open_store, reports_errors
 from sagas.clock import SystemClock
-from sagas.definitions.durations import format_duration, parse_duration
+from sagas.definitions.durations import format_duration
 from sagas.engine.state import InstanceStatus
 from sagas.operations import collect_stats
+from sagas.operations.stats import parse_window
 
 __all__ = ["stats"]
 
@@ -31,11 +32,9 @@ def stats(window: str, as_json: bool, db: str) -> None:
     """Counts per saga and status; started and ended per second, step latency percentiles
     and the backlog (queue, outbox lag, overdue timers) over a window."""
     try:
-        span = parse_duration(window)
+        span = parse_window(window)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
-    if span.total_seconds() <= 0:
-        raise click.BadParameter("must be longer than zero", param_hint="--window")
     store = open_store(db, must_exist=True)
     try:
         snapshot = collect_stats(store, SystemClock().now(), span)

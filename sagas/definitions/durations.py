@@ -36,20 +36,23 @@ def parse_duration(value: object) -> timedelta:
         return value
     if isinstance(value, bool):
         raise ValueError("a duration is expected, e.g. 30s, 5m, 2h, 1d or PT30S")
-    if isinstance(value, int | float):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
-        text = value.strip()
-        if _COMPACT.match(text):
-            return sum(
-                (float(amount) * _UNITS[unit] for amount, unit in _PARTS.findall(text)),
-                timedelta(),
-            )
-        if text.startswith("P"):
-            try:
-                return _ISO.validate_python(text)
-            except ValueError:
-                pass
+    try:
+        if isinstance(value, int | float):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            text = value.strip()
+            if _COMPACT.match(text):
+                return sum(
+                    (float(amount) * _UNITS[unit] for amount, unit in _PARTS.findall(text)),
+                    timedelta(),
+                )
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long a duration") from None
+    if isinstance(value, str) and value.strip().startswith("P"):
+        try:
+            return _ISO.validate_python(value.strip())
+        except ValueError:
+            pass
     raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 2h, 1d, 1h30m or PT30S")
 
 

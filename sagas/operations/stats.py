@@ -8,14 +8,40 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sagas.definitions.durations import parse_duration
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.store.base import Store
 from sagas.store.records import Backlog
 
-__all__ = ["LATENCY_SAMPLE", "SagaStats", "Stats", "StepLatency", "collect_stats"]
+__all__ = [
+    "LATENCY_SAMPLE",
+    "MAX_WINDOW",
+    "SagaStats",
+    "Stats",
+    "StepLatency",
+    "collect_stats",
+    "parse_window",
+]
 
 LATENCY_SAMPLE = 10_000
 """Step latencies come from at most this many of the instances updated in the window."""
+
+
+MAX_WINDOW = timedelta(days=36_500)
+"""The longest statistics window (a longer one would reach before the year 1)."""
+
+
+def parse_window(text: str) -> timedelta:
+    """A statistics window: a duration longer than zero and at most :data:`MAX_WINDOW`.
+
+    :raises ValueError: saying what is wrong with ``text``.
+    """
+    span = parse_duration(text)
+    if span.total_seconds() <= 0:
+        raise ValueError("must be longer than zero")
+    if span > MAX_WINDOW:
+        raise ValueError(f"at most {MAX_WINDOW.days}d")
+    return span
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,9 @@ class EventBus:
 
         :returns: whether the event was new (always ``True`` while a delivery is in progress:
             the event is then written with the delivery's own transaction).
+        :raises EventError: when its data could not be kept (nested too deeply, NaN).
         """
+        event.check_data()
         collected = _collecting.get()
         if collected is not None:
             collected.append(event)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect, PublishCommand
 from sagas.engine.internal import handler_failed, handler_succeeded
 from sagas.engine.state import SagaState
-from sagas.events import Event
+from sagas.events import Event, data_problem
 from sagas.handlers import Handler, StepContext, StepFailed
 from sagas.observability.logs import saga_fields
 from sagas.observability.tracing import StepSpan
@@ -88,6 +88,10 @@ def handler_outcome(saga_id: str, effect: InvokeHandler, outcome: Outcome, at: d
         value = outcome.value
         if value is not None and not isinstance(value, Mapping):
             message = f"handler {effect.handler!r} returned {type(value).__name__}, not a dict"
+            return handler_failed(effect, saga_id, message, False, at)
+        problem = data_problem(dict(value or {}))
+        if problem is not None:
+            message = f"handler {effect.handler!r} returned what cannot be kept: {problem}"
             return handler_failed(effect, saga_id, message, False, at)
         return handler_succeeded(effect, saga_id, dict(value or {}), at)
     event_id = f"{effect.idempotency_key}/outcome"

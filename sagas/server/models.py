@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from sagas.engine.state import InstanceStatus
+from sagas.events import data_problem
 from sagas.operations import ActionResult, Outcome
 from sagas.operations.documents import InstanceSummary
 from sagas.store.filters import InstanceFilter
@@ -76,32 +76,24 @@ class BulkActionBody(ActionBody):
         return self
 
 
-MAX_BODY_DEPTH = 32
-"""How deeply a request body may nest: the store reads states and events back with a JSON parser
-that stops at 200 levels, and the body's data ends up inside both."""
-
-
 def _unstorable(body: Any) -> str | None:
-    """Where in a request body (a JSON document) a value is that cannot be stored, and why
-    (a loop, not recursion: the body may be nested as deep as the JSON parser allows)."""
-    nul = "must not contain NUL characters (\\u0000)"
-    pending: list[tuple[str, int, Any]] = [("", 0, body)]
+    """Where in a request body a value is that cannot be stored, and why: what
+    :func:`sagas.events.data_problem` refuses, and NUL characters (kept out of the database)."""
+    problem = data_problem(body, "body")
+    if problem is not None:
+        return problem
+    pending: list[tuple[str, Any]] = [("body", body)]
     while pending:
-        where, depth, value = pending.pop()
+        where, value = pending.pop()
         if isinstance(value, str) and "\x00" in value:
-            return f"{where or 'body'}: {nul}"
-        if isinstance(value, float) and not math.isfinite(value):
-            return f"{where or 'body'}: {value} is not a JSON number"
-        if isinstance(value, dict | list) and depth >= MAX_BODY_DEPTH:
-            return f"{where}: nested deeper than {MAX_BODY_DEPTH} levels"
+            return f"{where}: must not contain NUL characters (\\u0000)"
         if isinstance(value, dict):
             for key, item in value.items():
-                inner = f"{where}.{key}" if where else str(key)
+                pending.append((f"{where}.{key}", item))
                 if isinstance(key, str) and "\x00" in key:
-                    return f"{inner!r}: {nul}"
-                pending.append((inner, depth + 1, item))
+                    return f"{where}: a key must not contain NUL characters (\\u0000)"
         elif isinstance(value, list):
-            pending.extend((f"{where}.{n}", depth + 1, item) for n, item in enumerate(value))
+            pending.extend((f"{where}.{n}", item) for n, item in enumerate(value))
     return None
 
 
