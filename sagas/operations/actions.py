@@ -115,8 +115,8 @@ class Operations:
     def _pages(self, where: InstanceFilter) -> Iterator[str]:
         offset = 0
         while True:
-            page = self.store.list_instances(where, limit=BULK_PAGE, offset=offset)
-            yield from (record.saga_id for record in page)
+            page = self.store.instance_ids(where, limit=BULK_PAGE, offset=offset)
+            yield from page
             if len(page) < BULK_PAGE:
                 return
             offset += BULK_PAGE

@@ -184,6 +184,12 @@ class Store(ABC):
         """The instances ``where`` selects (all by default), most recently updated first."""
 
     @abstractmethod
+    def instance_ids(
+        self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[str]:
+        """The ids of what :meth:`list_instances` lists, without reading the states."""
+
+    @abstractmethod
     def count_matching(self, where: InstanceFilter | None = None) -> int:
         """How many instances ``where`` selects."""
 

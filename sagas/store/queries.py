@@ -13,7 +13,14 @@ from sagas.engine.state import InstanceStatus
 from sagas.store import schema as t
 from sagas.store.filters import InstanceFilter
 
-__all__ = ["count_matching", "filtered", "health", "recently_updated", "throughput"]
+__all__ = [
+    "count_matching",
+    "filtered",
+    "health",
+    "listing",
+    "recently_updated",
+    "throughput",
+]
 
 
 def filtered(query: Select[Any], where: InstanceFilter) -> Select[Any]:
@@ -44,6 +51,13 @@ def filtered(query: Select[Any], where: InstanceFilter) -> Select[Any]:
         if before is not None:
             query = query.where(column < before)
     return query
+
+
+def listing(columns: Select[Any], where: InstanceFilter, limit: int, offset: int) -> Select[Any]:
+    """``columns`` of a page of the instances ``where`` selects, most recently updated first."""
+    c = t.instances.c
+    query = filtered(columns, where).order_by(c.updated_at.desc(), c.saga_id)
+    return query.limit(limit).offset(offset)
 
 
 def count_matching(where: InstanceFilter) -> Select[Any]:

@@ -326,12 +326,19 @@ class SQLStore(Store):
     def list_instances(
         self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
     ) -> list[InstanceRecord]:
-        query = queries.filtered(
-            select(t.instances.c.state, t.instances.c.version), where or InstanceFilter()
-        )
-        query = query.order_by(t.instances.c.updated_at.desc(), t.instances.c.saga_id)
+        columns = select(t.instances.c.state, t.instances.c.version)
+        query = queries.listing(columns, where or InstanceFilter(), limit, offset)
         with self._read("listing instances") as conn:
-            return [rows.instance(row) for row in conn.execute(query.limit(limit).offset(offset))]
+            return [rows.instance(row) for row in conn.execute(query)]
+
+    def instance_ids(
+        self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[str]:
+        query = queries.listing(
+            select(t.instances.c.saga_id), where or InstanceFilter(), limit, offset
+        )
+        with self._read("listing instance ids") as conn:
+            return list(conn.scalars(query))
 
     def count_matching(self, where: InstanceFilter | None = None) -> int:
         with self._read("counting instances") as conn:

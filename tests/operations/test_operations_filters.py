@@ -307,6 +307,17 @@ def test_pages_cover_every_instance_once(
     ]
 
 
+def test_instance_ids_list_the_same_instances_in_the_same_order(
+    fleet: tuple[SQLStore, dict[str, str], datetime],
+) -> None:
+    store, ids, _ = fleet
+    for where in (InstanceFilter(), InstanceFilter(version=2)):
+        for limit, offset in ((3, 0), (3, 3), (2, 1), (100, 0)):
+            listed = [r.saga_id for r in store.list_instances(where, limit=limit, offset=offset)]
+            assert store.instance_ids(where, limit=limit, offset=offset) == listed
+    assert sorted(store.instance_ids(limit=100)) == sorted(ids.values())
+
+
 def test_the_backlog_counts_queue_outbox_leases_and_overdue_timers(
     fleet: tuple[SQLStore, dict[str, str], datetime], clock: ManualClock
 ) -> None:
