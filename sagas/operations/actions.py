@@ -170,11 +170,18 @@ class Operations:
         )
         return _result(record, decision.state.status, outcome, decision.note, event.event_id)
 
-    def _definition(self, record: InstanceRecord) -> SagaDefinition:
-        key = (record.state.saga_name, record.state.definition_version)
+    def definition(self, name: str, version: int) -> SagaDefinition:
+        """One registered definition version (kept: a version never changes).
+
+        :raises LookupError: when it was never registered.
+        """
+        key = (name, version)
         if key not in self._definitions:
-            self._definitions[key] = self.store.definition(*key)
+            self._definitions[key] = self.store.definition(name, version)
         return self._definitions[key]
+
+    def _definition(self, record: InstanceRecord) -> SagaDefinition:
+        return self.definition(record.state.saga_name, record.state.definition_version)
 
 
 def _result(

@@ -39,17 +39,16 @@ class Context:
     read_only: bool
     database: str = ""
     operations: Operations = field(init=False)
-    _definitions: dict[tuple[str, int], SagaDefinition] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.operations = Operations(self.store, self.clock)
 
     def definition(self, name: str, version: int) -> SagaDefinition:
-        """One registered version (kept: a version never changes)."""
-        key = (name, version)
-        if key not in self._definitions:
-            self._definitions[key] = self.store.definition(name, version)
-        return self._definitions[key]
+        """One registered version.
+
+        :raises LookupError: when it was never registered.
+        """
+        return self.operations.definition(name, version)
 
 
 def context(request: Request) -> Context:
