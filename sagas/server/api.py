@@ -14,7 +14,7 @@ from sagas.engine.operator import OperatorAction
 from sagas.operations import ActionRequest, Outcome, collect_stats
 from sagas.operations.documents import InstanceSummary, instance_json
 from sagas.operations.stats import parse_window
-from sagas.server.context import Authorized, Context, Filter, context
+from sagas.server.context import MAX_OFFSET, Authorized, Context, Filter, context
 from sagas.server.graph import step_graph_svg
 from sagas.server.models import (
     ActionBody,
@@ -83,7 +83,7 @@ def list_instances(
     ctx: Ctx,
     where: Filter,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> InstancePage:
     """Instances the filter selects, most recently updated first, a page at a time."""
     records = ctx.store.list_instances(where, limit=limit, offset=offset)

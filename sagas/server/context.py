@@ -20,6 +20,7 @@ from sagas.store.base import Store
 from sagas.store.filters import MAX_VERSION, InstanceFilter
 
 __all__ = [
+    "MAX_OFFSET",
     "Authorized",
     "Context",
     "Filter",
@@ -27,6 +28,10 @@ __all__ = [
     "instance_filter",
     "no_nul_characters",
 ]
+
+
+MAX_OFFSET = 10_000_000
+"""The largest listing offset a request may ask for."""
 
 
 @dataclass

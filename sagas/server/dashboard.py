@@ -16,7 +16,7 @@ from sagas.definitions.durations import format_duration
 from sagas.engine.operator import OperatorAction
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.operations.documents import describe_effect
-from sagas.server.context import Context, context
+from sagas.server.context import MAX_OFFSET, Context, context
 from sagas.server.graph import STEP_COLOURS, step_graph_svg
 from sagas.store.filters import InstanceFilter
 
@@ -52,7 +52,7 @@ def instances(request: Request, ctx: Ctx) -> HTMLResponse:
     problem = None
     try:
         where = InstanceFilter.model_validate(params)
-        start = int(offset) if str(offset).isdigit() else 0
+        start = min(int(offset), MAX_OFFSET) if str(offset).isdigit() else 0
     except ValidationError as exc:
         problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         where, start = InstanceFilter(), 0

@@ -747,6 +747,9 @@ def test_the_dashboard_lists_instances_and_filters_them(
     assert rows(client.get("/?status=completed&saga=&key=ok-3&failedStep=")) == [ids.keys["ok-3"]]
     assert sorted(rows(client.get("/?offset=4"))) != sorted(ids.all)
     assert len(rows(client.get("/?offset=4"))) == len(ids.all) - 4
+    past_the_end = client.get(f"/?offset={10**30}")  # capped, not a database error
+    assert past_the_end.status_code == 200
+    assert rows(past_the_end) == []
 
 
 def test_a_filter_the_dashboard_does_not_understand_is_said_on_the_page(
