@@ -99,7 +99,7 @@ class Figures:
         ratio = self.transitions_per_second / raw_per_second
         return (
             f"{self.scenario:<40} {self.sagas:>6} {self.transitions:>11} {self.seconds:>8.2f} "
-            f"{self.sagas_per_second:>9,.0f} {self.transitions_per_second:>13,.0f} {ratio:>7.2f}"
+            f"{self.sagas_per_second:>9,.0f} {self.transitions_per_second:>13,.0f} {ratio:>7.3g}"
         )
 
 

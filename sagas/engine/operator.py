@@ -1,10 +1,11 @@
 """Operator actions: retry, compensate, cancel, resume and skip, as events of the instance.
 
-An operator never writes an instance row: the action is an event (who, when, why) that goes
-into the instance's log and through ``decide`` like any other, so the log still replays to the
-stored state. An action that does not apply to where the instance stands (retrying a completed
-saga, compensating past the pivot) is an ignored decision that says why; callers report it as
-refused.
+An operator never writes an instance row: the action is an event (``sagas.RetryRequested``,
+``sagas.CompensationRequested``, ``sagas.CancelRequested``, ``sagas.ResumeRequested``,
+``sagas.SkipRequested``: who, when, why) that goes into the instance's log and through
+``decide`` like any other, so the log still replays to the stored state. An action that does
+not apply to where the instance stands (retrying a completed saga, compensating past the pivot)
+is an ignored decision that says why; callers report it as refused.
 
 * ``retry [step]``: run a failed step or a failed compensation again (the instance was
   ``failed``), or start a retry waiting for its back-off now. Without a step: every such step.
@@ -35,14 +36,12 @@ from sagas.engine.transition import Transition, after_pivot
 from sagas.events import Event
 
 __all__ = [
-    "OPERATOR_PREFIX",
+    "OPERATOR_EVENT_TYPES",
     "OperatorAction",
     "apply_operator",
     "is_operator_event",
     "operator_event",
 ]
-
-OPERATOR_PREFIX = "sagas.operator."
 
 
 class OperatorAction(StrEnum):
@@ -56,8 +55,19 @@ class OperatorAction(StrEnum):
 
     @property
     def event_type(self) -> str:
-        """The type of the event that carries this action (``sagas.operator.retry``...)."""
-        return f"{OPERATOR_PREFIX}{self.value}"
+        """The type of the event that carries this action (``sagas.RetryRequested``...)."""
+        return _EVENT_TYPES[self]
+
+
+_EVENT_TYPES = {
+    OperatorAction.RETRY: "sagas.RetryRequested",
+    OperatorAction.COMPENSATE: "sagas.CompensationRequested",
+    OperatorAction.CANCEL: "sagas.CancelRequested",
+    OperatorAction.RESUME: "sagas.ResumeRequested",
+    OperatorAction.SKIP: "sagas.SkipRequested",
+}
+OPERATOR_EVENT_TYPES = {event_type: action for action, event_type in _EVENT_TYPES.items()}
+"""The operator action each operator event type carries."""
 
 
 def operator_event(
@@ -90,7 +100,7 @@ def operator_event(
 
 def is_operator_event(event: Event) -> bool:
     """Whether ``event`` is an operator action."""
-    return event.event_type.startswith(OPERATOR_PREFIX)
+    return event.event_type in OPERATOR_EVENT_TYPES
 
 
 def apply_operator(transition: Transition) -> Decision:
@@ -110,12 +120,9 @@ class _Operator:
 
     def run(self) -> Decision:
         t = self.t
-        name = t.event.event_type.removeprefix(OPERATOR_PREFIX)
-        if name not in OperatorAction.__members__.values():
-            return t.ignore(f"unknown operator action {name!r}")
+        action = OPERATOR_EVENT_TYPES[t.event.event_type]
         if self.step is not None and self.step not in t.steps:
             return t.ignore(f"no step {self.step!r} (steps: {', '.join(t.steps)})")
-        action = OperatorAction(name)
         t.notes.append(f"{action.value} by {self.actor}{self.why}")
         refusal = {
             OperatorAction.RETRY: self.retry,

@@ -13,7 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
 
 from sagas.definitions.durations import format_duration
-from sagas.engine.operator import OperatorAction
+from sagas.engine.operator import OPERATOR_EVENT_TYPES, OperatorAction
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.operations.documents import describe_effect
 from sagas.server.context import MAX_OFFSET, Context, context
@@ -105,6 +105,7 @@ def instance(request: Request, ctx: Ctx, saga_id: str) -> HTMLResponse:
             "log": ctx.store.log(saga_id),
             "describe": describe_effect,
             "actions": [action.value for action in OperatorAction],
+            "operator_types": OPERATOR_EVENT_TYPES,
         },
     )
 

@@ -142,13 +142,13 @@ def test_filter_to_the_failed_sagas_and_retry_one_until_it_completes(
     )
     operator = page.locator("#timeline tr.operator")
     expect(operator).to_have_count(1)
-    expect(operator).to_contain_text("sagas.operator.retry")
+    expect(operator).to_contain_text("sagas.RetryRequested")
     expect(operator).to_contain_text("by dashboard")
 
     state = store.instance(saga_id).state
     assert state.status == InstanceStatus.COMPLETED
     assert state.steps["send_itinerary"].status == StepStatus.SUCCEEDED
-    [action] = [e for e in store.log(saga_id) if e.event.event_type == "sagas.operator.retry"]
+    [action] = [e for e in store.log(saga_id) if e.event.event_type == "sagas.RetryRequested"]
     assert action.event.data == {
         "actor": "dashboard",
         "reason": "mail server is back",
@@ -208,13 +208,13 @@ def test_a_wrong_token_and_a_refused_action_say_why_and_change_nothing(
     assert why, "the refusal says why"
     expect(page.locator("#status")).to_have_text("completed")
     refusal = page.locator("#timeline tr.operator.ignored")
-    expect(refusal).to_contain_text("sagas.operator.compensate", timeout=WAIT_MS)
+    expect(refusal).to_contain_text("sagas.CompensationRequested", timeout=WAIT_MS)
     expect(refusal).to_contain_text("by dashboard")
 
     after = store.instance(completed).state
     assert (after.status, after.steps, after.data) == (state.status, state.steps, state.data)
     [entry] = store.log(completed)[len(log) :]
-    assert entry.event.event_type == "sagas.operator.compensate"
+    assert entry.event.event_type == "sagas.CompensationRequested"
     assert (entry.ignored, entry.effects) == (True, ())
     assert why in entry.note
     assert store.timers(completed) == []

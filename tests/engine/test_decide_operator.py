@@ -1,6 +1,6 @@
 """Operator actions through the pure state machine: retry, compensate, cancel, resume, skip.
 
-An action is an event (``sagas.operator.<action>``) decided by ``decide`` like any other, so
+An action is an event (``sagas.RetryRequested``...) decided by ``decide`` like any other, so
 each scenario drives one instance (the ``Instance`` helper of ``test_decide``) to where an
 operator steps in, then checks the status, the step statuses, the effects in order (timers
 scheduled and cancelled, commands published and handlers invoked under their new attempt ids)
@@ -361,14 +361,21 @@ def test_retry_of_a_completed_saga_is_refused(step: str | None) -> None:
     refused(order, RETRY, why, step=step)
 
 
-def test_an_unknown_operator_action_is_refused() -> None:
+def test_operator_events_have_the_types_of_their_actions() -> None:
+    assert {action: action.event_type for action in OperatorAction} == {
+        OperatorAction.RETRY: "sagas.RetryRequested",
+        OperatorAction.COMPENSATE: "sagas.CompensationRequested",
+        OperatorAction.CANCEL: "sagas.CancelRequested",
+        OperatorAction.RESUME: "sagas.ResumeRequested",
+        OperatorAction.SKIP: "sagas.SkipRequested",
+    }
     order = paying_order()
     before = order.state
     event = Event.create(
-        "sagas.operator.pause", {"actor": "alice"}, at=order.now, saga_id=order.saga_id
+        "sagas.PauseRequested", {"actor": "alice"}, at=order.now, saga_id=order.saga_id
     )
 
-    assert_ignored(order.deliver(event), before, "unknown operator action 'pause'")
+    assert_ignored(order.deliver(event), before, "no step is waiting for sagas.PauseRequested")
 
 
 # -- compensate ----------------------------------------------------------------------------

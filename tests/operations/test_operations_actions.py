@@ -22,7 +22,7 @@ from operations_support import (
 from sagas import SagaDefinition
 from sagas.engine.effects import TimerKind
 from sagas.engine.internal import HANDLER_SUCCEEDED
-from sagas.engine.operator import OperatorAction
+from sagas.engine.operator import OPERATOR_EVENT_TYPES, OperatorAction
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.handlers import StepContext
 from sagas.operations import ActionRequest, ActionResult, Operations, Outcome
@@ -97,7 +97,7 @@ def test_retrying_a_compensation_that_gave_up_compensates_the_order(
     stored = engine.store.instance(saga_id).state
     assert stored.status == InstanceStatus.COMPENSATING
     last = engine.store.log(saga_id)[-1]
-    assert last.event.event_type == "sagas.operator.retry"
+    assert last.event.event_type == "sagas.RetryRequested"
     assert last.event.event_id == result.event_id
     assert last.event.data == {"actor": "alice", "reason": "the bank is back"}
     assert not last.ignored
@@ -360,7 +360,7 @@ def test_bulk_actions_act_on_exactly_what_the_filter_selects_and_report_each(
         # Untouched, to its update time (a refusal does not make it look recently ended).
         assert engine.store.instance(result.saga_id).state == states[result.saga_id]
         for entry in engine.store.log(result.saga_id):
-            if entry.event.event_type.startswith("sagas.operator."):
+            if entry.event.event_type in OPERATOR_EVENT_TYPES:
                 assert entry.ignored, "a refusal is never a decision that did something"
     assert engine.store.instance(stopped).state.status == InstanceStatus.CANCELLED
     assert len(engine.store.log(stopped)) == stopped_log

@@ -86,7 +86,7 @@ def test_retry_one_instance_applied(fleet: Fleet) -> None:
     assert ids["f-1"] in output
     state, log = state_of(db, ids["f-1"])
     assert state.status == InstanceStatus.COMPENSATING
-    assert log[-1].event.event_type == "sagas.operator.retry"
+    assert log[-1].event.event_type == "sagas.RetryRequested"
     assert log[-1].event.data == {"actor": "bob", "reason": "bank is back"}
 
 

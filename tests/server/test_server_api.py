@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sample_services import Participants
 from server_checks import TOKEN, Seeded, open_app, seeded_engine
 
+from sagas.engine.operator import OPERATOR_EVENT_TYPES
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.runtime.engine import Engine
 from sagas.server.graph import STEP_COLOURS
@@ -344,7 +345,7 @@ def test_mutations_need_the_bearer_token(
 
 
 def operator_entries(shown: dict[str, Any]) -> list[dict[str, Any]]:
-    return [e for e in shown["timeline"] if e["event"]["eventType"].startswith("sagas.operator.")]
+    return [e for e in shown["timeline"] if e["event"]["eventType"] in OPERATOR_EVENT_TYPES]
 
 
 def test_retry_of_a_failed_saga_is_applied_then_carried_out_by_a_worker(
@@ -374,7 +375,7 @@ def test_retry_of_a_failed_saga_is_applied_then_carried_out_by_a_worker(
     assert shown["instance"]["status"] == "completed", shown["instance"]["reason"]
     assert shown["instance"]["steps"]["send_itinerary"]["status"] == "succeeded"
     [entry] = operator_entries(shown)
-    assert entry["event"]["eventType"] == "sagas.operator.retry"
+    assert entry["event"]["eventType"] == "sagas.RetryRequested"
     assert entry["event"]["eventId"] == report["eventId"]
     assert entry["event"]["data"]["actor"] == "alice"
     assert entry["event"]["data"]["reason"] == "the mail server is back"
@@ -552,7 +553,7 @@ def test_cancel_and_resume_a_running_saga(
     assert (resume.json()["outcome"], resume.json()["statusAfter"]) == ("applied", "running")
     entries = operator_entries(client.get(f"/api/instances/{ids.stuck}").json())
     actions = [entry["event"]["eventType"] for entry in entries]
-    assert actions == ["sagas.operator.cancel", "sagas.operator.resume"]
+    assert actions == ["sagas.CancelRequested", "sagas.ResumeRequested"]
     for entry in entries:
         assert entry["event"]["data"]["actor"] == "api"
 
