@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from sagas import SagaDefinition
+from sagas import SagaDefinition, SagaState, StepContext, StepFailed
 from sagas.demo.participants import Participants
 from sagas.events import Event
 from sagas.observability.logs import log_handler
@@ -35,6 +35,34 @@ def engine(database: str, clock: ManualClock, order_definition: SagaDefinition) 
         participants.register(engine.handlers)
         engine.register(order_definition)
         yield engine
+
+
+DeclinedOrder = Callable[[], tuple[SagaState, list[str]]]
+"""``declined_order()``: run one order whose payment is declined (a business failure) to its
+end; returns its final state and the ids of the events in its log."""
+
+
+@pytest.fixture
+def declined_order(
+    database: str, clock: ManualClock, order_definition: SagaDefinition
+) -> DeclinedOrder:
+    """Runs one order on an engine of its own whose ``take_payment`` declines the card."""
+
+    def run() -> tuple[SagaState, list[str]]:
+        def decline(context: StepContext) -> None:
+            raise StepFailed("card declined")
+
+        handlers = {"take_payment": decline, "refund_payment": lambda context: None}
+        with saga_engine(database, clock=clock, handlers=handlers) as engine:
+            Participants(fail_rate=0.0).subscribe(engine.bus)
+            engine.register(order_definition)
+            data = {"orderId": "o-1", "items": ["pen"], "address": "1 Main St"}
+            engine.publish(Event.create("OrderCreated", data, at=clock.now()))
+            engine.run_until_idle()
+            (record,) = engine.store.list_instances()
+            return record.state, [e.event.event_id for e in engine.store.log(record.saga_id)]
+
+    return run
 
 
 @pytest.fixture

@@ -16,20 +16,18 @@ from typing import Any
 
 import pytest
 
-from sagas import SagaDefinition
-from sagas.demo.participants import Participants
+from sagas import SagaState
 from sagas.engine.effects import PublishCommand
 from sagas.engine.state import InstanceStatus
 from sagas.events import Event
-from sagas.handlers import StepContext, StepFailed
 from sagas.observability.logs import configure_logging, saga_fields
 from sagas.runtime.engine import Engine
 from sagas.store.sql import SQLStore
-from sagas.testing import ManualClock, saga_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 JsonLog = Callable[[], list[dict[str, Any]]]
 Publish = Callable[[int], list[str]]
+DeclinedOrder = Callable[[], tuple[SagaState, list[str]]]
 
 
 def decision_lines(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,29 +79,12 @@ def test_an_instance_that_ends_is_logged_at_info_with_its_status(
 
 
 def test_a_failed_handler_call_is_logged_with_its_step(
-    database: str, clock: ManualClock, order_definition: SagaDefinition, json_log: JsonLog
+    declined_order: DeclinedOrder, json_log: JsonLog
 ) -> None:
-    def decline(context: StepContext) -> None:
-        raise StepFailed("card declined")
-
-    handlers = {"take_payment": decline, "refund_payment": lambda context: None}
-    with saga_engine(database, clock=clock, handlers=handlers) as engine:
-        Participants(fail_rate=0.0).subscribe(engine.bus)
-        engine.register(order_definition)
-        data = {"orderId": "o-1", "items": ["pen"], "address": "1 Main St"}
-        engine.publish(Event.create("OrderCreated", data, at=clock.now()))
-
-        engine.run_until_idle()
-
-        (record,) = engine.store.list_instances()
-        logged = [e.event.event_id for e in engine.store.log(record.saga_id)]
+    state, logged = declined_order()
     (line,) = [line for line in json_log() if line["logger"] == "sagas.relay"]
-    assert record.state.status == InstanceStatus.COMPENSATED
-    assert (line["level"], line["saga_id"], line["step"]) == (
-        "INFO",
-        record.saga_id,
-        "take_payment",
-    )
+    assert state.status == InstanceStatus.COMPENSATED
+    assert (line["level"], line["saga_id"], line["step"]) == ("INFO", state.saga_id, "take_payment")
     assert line["event_id"] in logged  # the outcome the handler's failure became
     assert "card declined" in line["message"]
 

@@ -13,18 +13,18 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from sagas import SagaDefinition
-from sagas.demo.participants import Participants
+from sagas import SagaDefinition, SagaState
 from sagas.engine.state import InstanceStatus
 from sagas.events import Event
-from sagas.handlers import StepContext, StepFailed
+from sagas.handlers import StepContext
 from sagas.observability import tracing
 from sagas.runtime.engine import Engine
 from sagas.store.sql import SQLStore
-from sagas.testing import ManualClock, saga_engine
+from sagas.testing import ManualClock
 
 Publish = Callable[[int], list[str]]
 Answer = Callable[[Engine, dict[str, str]], None]
+DeclinedOrder = Callable[[], tuple[SagaState, list[str]]]
 
 
 def named(exporter: InMemorySpanExporter, name: str) -> list[ReadableSpan]:
@@ -101,25 +101,10 @@ def test_every_handler_call_and_command_delivery_has_a_step_span(
 
 
 def test_a_failed_handler_makes_a_failed_span_and_its_compensation_one_of_its_own(
-    database: str,
-    clock: ManualClock,
-    order_definition: SagaDefinition,
-    spans: InMemorySpanExporter,
+    declined_order: DeclinedOrder, spans: InMemorySpanExporter
 ) -> None:
-    def decline(context: StepContext) -> None:
-        raise StepFailed("card declined")
-
-    handlers = {"take_payment": decline, "refund_payment": lambda context: None}
-    with saga_engine(database, clock=clock, handlers=handlers) as engine:
-        Participants(fail_rate=0.0).subscribe(engine.bus)
-        engine.register(order_definition)
-        data = {"orderId": "o-1", "items": ["pen"], "address": "1 Main St"}
-        engine.publish(Event.create("OrderCreated", data, at=clock.now()))
-
-        engine.run_until_idle()
-
-        (record,) = engine.store.list_instances()
-    assert record.state.status == InstanceStatus.COMPENSATED
+    state, _ = declined_order()
+    assert state.status == InstanceStatus.COMPENSATED
     by_step = {
         (attributes(s)["saga.step"], attributes(s)["saga.compensating"]): s
         for s in named(spans, "saga.step")
