@@ -144,11 +144,11 @@ def worker(
 
 def _serve_metrics(engine: Engine, port: int) -> MetricsServer:
     """Keep the engine's metrics and serve them, with the process's own, on ``port``."""
-    from sagas.observability.metrics import SagaMetrics, serve_metrics  # prometheus_client
+    from sagas.observability.metrics import MetricsServer, SagaMetrics  # prometheus_client
 
     metrics = SagaMetrics(process=True)
     try:
-        server = serve_metrics(metrics.registry, port)
+        server = MetricsServer(metrics.registry, port)
     except OSError as exc:
         raise click.ClickException(f"cannot serve metrics on port {port}: {exc}") from None
     engine.observers.append(metrics)

@@ -41,6 +41,11 @@ class StepStatus(StrEnum):
     COMPENSATED = "compensated"
     SKIPPED = "skipped"
 
+    @property
+    def ended(self) -> bool:
+        """Whether a step that started is over (a skipped one never started)."""
+        return self in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATED)
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

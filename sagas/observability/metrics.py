@@ -20,15 +20,12 @@ from prometheus_client import (
     start_http_server,
 )
 
-from sagas.engine.state import StepStatus
 from sagas.observability.observer import EngineObserver, RoundReport
 
-__all__ = ["MetricsServer", "SagaMetrics", "serve_metrics"]
+__all__ = ["MetricsServer", "SagaMetrics"]
 
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400)
 """Steps take from milliseconds (a handler) to days (a wait for a person, a delay)."""
-ENDED = frozenset({StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATED})
-"""The statuses a step ends in (a skipped step never started)."""
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
 
@@ -85,7 +82,7 @@ class SagaMetrics(EngineObserver):
             was = before.get(saga_id)
             for name, step in state.steps.items():
                 started, finished = step.started_at, step.finished_at
-                if started is None or finished is None or step.status not in ENDED:
+                if started is None or finished is None or not step.status.ended:
                     continue
                 ended = (step.status, finished)
                 earlier = was.steps.get(name) if was is not None else None
@@ -110,7 +107,11 @@ class SagaMetrics(EngineObserver):
 
 
 class MetricsServer:
-    """An HTTP server of a registry's metrics (``GET /metrics``) in a daemon thread."""
+    """Serves a registry's metrics on ``http://addr:port/metrics`` (port 0: any free port) from
+    a daemon thread until closed.
+
+    :raises OSError: when the port cannot be bound.
+    """
 
     def __init__(self, registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
         self._server, self._thread = start_http_server(port, addr=addr, registry=registry)
@@ -131,11 +132,3 @@ class MetricsServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-def serve_metrics(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> MetricsServer:
-    """Serve ``registry`` on ``http://addr:port/metrics`` (port 0: any free port) until closed.
-
-    :raises OSError: when the port cannot be bound.
-    """
-    return MetricsServer(registry, port, addr)

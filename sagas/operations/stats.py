@@ -136,10 +136,9 @@ def collect_stats(
     """Read the numbers of :class:`Stats` from ``store``."""
     since = now - window
     sagas: dict[str, SagaStats] = {}
-    for (name, status), count in store.count_instances().items():
-        sagas.setdefault(name, SagaStats(name)).counts[status] = count
-    for (name, status), (started, ended) in store.throughput(since).items():
+    for (name, status), (count, started, ended) in store.throughput(since).items():
         entry = sagas.setdefault(name, SagaStats(name))
+        entry.counts[status] = count
         entry.started += started
         if ended:
             entry.ended[status] = ended

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.decide import Decision, decide
 from sagas.engine.effects import InvokeHandler
-from sagas.engine.state import SagaState, StepStatus
+from sagas.engine.state import SagaState
 from sagas.events import Event
 from sagas.observability import tracing
 from sagas.observability.logs import saga_fields
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 __all__ = ["Instruments", "log_finished", "report_calls", "report_round"]
 
 log = logging.getLogger("sagas.engine")
-_SETTLED = (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATED)
 
 
 @dataclass(frozen=True)
@@ -125,6 +124,6 @@ def _step_of(event: Event, before: SagaState | None, decision: Decision) -> str 
     if before is None:
         return None
     for name, step_state in decision.state.steps.items():
-        if step_state.status in _SETTLED and before.steps.get(name) is not step_state:
+        if step_state.status.ended and before.steps.get(name) is not step_state:
             return name
     return None

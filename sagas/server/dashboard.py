@@ -34,7 +34,7 @@ Ctx = Annotated[Context, Depends(context)]
 
 
 def _common(ctx: Context) -> dict[str, object]:
-    return {"read_only": ctx.read_only or ctx.token is None, "database": ctx.database}
+    return {"read_only": ctx.read_only, "database": ctx.database}
 
 
 @router.get("/", response_class=HTMLResponse, name="dashboard_instances")
@@ -58,7 +58,8 @@ def instances(request: Request, ctx: Ctx) -> HTMLResponse:
         where, start = InstanceFilter(), 0
     records = [] if problem else ctx.store.list_instances(where, limit=PAGE_SIZE, offset=start)
     counts: dict[str, int] = {}
-    for (_, status), count in ctx.store.count_instances().items():
+    per_saga = ctx.store.count_instances()
+    for (_, status), count in per_saga.items():
         counts[status.value] = counts.get(status.value, 0) + count
 
     def page_link(to: int) -> str:
@@ -78,7 +79,7 @@ def instances(request: Request, ctx: Ctx) -> HTMLResponse:
             "problem": problem,
             "statuses": [status.value for status in InstanceStatus],
             "status_counts": sorted(counts.items()),
-            "saga_names": sorted({d.name for d in ctx.store.definitions()}),
+            "saga_names": sorted({name for name, _ in per_saga}),
             "page_link": page_link,
         },
         status_code=422 if problem else 200,

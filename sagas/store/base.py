@@ -198,9 +198,9 @@ class Store(ABC):
         """How many instances per (saga name, status)."""
 
     @abstractmethod
-    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int]]:
-        """Per (saga name, status), how many of its instances started since ``since`` and how
-        many ended (reached that final status) since then."""
+    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int, int]]:
+        """Per (saga name, status), how many instances have it, how many of them started since
+        ``since``, and how many ended (reached that final status) since then."""
 
     @abstractmethod
     def recent_states(self, since: datetime, limit: int) -> list[SagaState]:

@@ -66,13 +66,14 @@ def count_matching(where: InstanceFilter) -> Select[Any]:
 
 
 def throughput(since: datetime) -> Select[Any]:
-    """Per saga and status, how many instances started and how many ended since ``since``
-    (``started``, ``ended``): rows of (saga name, status, started, ended)."""
+    """Per saga and status, how many instances there are, how many started and how many ended
+    since ``since``: rows of (saga name, status, count, started, ended)."""
     c = t.instances.c
     ended = c.status.in_([s.value for s in InstanceStatus if s.terminal])
     return select(
         c.saga_name,
         c.status,
+        func.count(),
         func.count().filter(c.created_at >= since),
         func.count().filter(and_(ended, c.updated_at >= since)),
     ).group_by(c.saga_name, c.status)

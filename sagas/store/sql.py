@@ -351,11 +351,11 @@ class SQLStore(Store):
         with self._read("counting instances") as conn:
             return {(name, InstanceStatus(status)): n for name, status, n in conn.execute(query)}
 
-    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int]]:
+    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int, int]]:
         with self._read("counting recent instances") as conn:
             return {
-                (name, InstanceStatus(status)): (started, ended)
-                for name, status, started, ended in conn.execute(queries.throughput(since))
+                (name, InstanceStatus(status)): (count, started, ended)
+                for name, status, count, started, ended in conn.execute(queries.throughput(since))
             }
 
     def recent_states(self, since: datetime, limit: int) -> list[SagaState]:

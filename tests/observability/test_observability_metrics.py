@@ -18,7 +18,7 @@ from sagas import SagaDefinition
 from sagas.cli import cli
 from sagas.events import Event
 from sagas.handlers import StepContext, StepFailed
-from sagas.observability.metrics import SagaMetrics, serve_metrics
+from sagas.observability.metrics import MetricsServer, SagaMetrics
 from sagas.runtime.engine import Engine
 from sagas.store.sql import SQLStore
 from sagas.testing import ManualClock, saga_engine
@@ -155,7 +155,7 @@ def test_metrics_are_served_over_http(
     publish(3)
     engine.run_until_idle()
 
-    with serve_metrics(metrics.registry, 0, addr="127.0.0.1") as server:
+    with MetricsServer(metrics.registry, 0, addr="127.0.0.1") as server:
         url = f"http://127.0.0.1:{server.port}/metrics"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200
