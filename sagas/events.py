@@ -1,7 +1,8 @@
 """Events: immutable records of something that happened; commands are events too.
 
 On the wire an event is JSON with exactly the keys ``eventId``, ``eventType``, ``timestamp``,
-``data``, ``correlationId``, ``causationId``, ``sagaId`` and ``schemaVersion``.
+``data``, ``correlationId``, ``causationId``, ``sagaId`` and ``schemaVersion``; a command also
+carries ``idempotencyKey`` and ``attempt`` (left out of the JSON of events without them).
 """
 
 from __future__ import annotations
@@ -66,6 +67,10 @@ class EventError(SagaError, ValueError):
         super().__init__(where + message)
 
 
+def _is_none(value: object) -> bool:
+    return value is None
+
+
 class Event(BaseModel):
     """An immutable event (or command) with its metadata."""
 
@@ -81,6 +86,11 @@ class Event(BaseModel):
     causation_id: str | None = None
     saga_id: str | None = None
     schema_version: int = Field(1, ge=1)
+    idempotency_key: str | None = Field(None, min_length=1, max_length=300, exclude_if=_is_none)
+    """On a command: the key every attempt of its step shares, to deduplicate on (absent from
+    the JSON when not set, as on every other event)."""
+    attempt: int | None = Field(None, ge=1, exclude_if=_is_none)
+    """On a command: which attempt of its step it is (1, 2, …; absent when not set)."""
 
     @classmethod
     def create(
@@ -94,6 +104,8 @@ class Event(BaseModel):
         causation_id: str | None = None,
         saga_id: str | None = None,
         schema_version: int = 1,
+        idempotency_key: str | None = None,
+        attempt: int | None = None,
     ) -> Event:
         """A new event of ``event_type`` stamped ``at`` (the caller's clock).
 
@@ -109,6 +121,8 @@ class Event(BaseModel):
                 causation_id=causation_id,
                 saga_id=saga_id,
                 schema_version=schema_version,
+                idempotency_key=idempotency_key,
+                attempt=attempt,
             )
         except ValidationError as exc:
             raise EventError(_describe(exc), event_id) from None

@@ -23,6 +23,7 @@ __all__ = [
     "TimerKind",
     "effects_adapter",
     "outbox_adapter",
+    "step_key_of",
 ]
 
 
@@ -33,6 +34,10 @@ class TimerKind(StrEnum):
     RETRY = "retry"
     DELAY = "delay"
     DEADLINE = "deadline"
+
+
+def _is_none(value: object) -> bool:
+    return value is None
 
 
 class _Effect(BaseModel):
@@ -59,7 +64,14 @@ class DeliverEvent(_Effect):
 
 
 class InvokeHandler(_Effect):
-    """Run the registered handler ``handler`` for ``step`` (through the outbox)."""
+    """Run the registered handler ``handler`` for ``step`` (through the outbox).
+
+    ``idempotency_key`` names this attempt (``<saga>/<step>/<attempt>``, or
+    ``<saga>/<step>/undo/<attempt>``): it is the outbox key and the id of the outcome event.
+    ``step_key`` is shared by every attempt of the step's action (``<saga>/<step>``), or of its
+    compensation (``<saga>/<step>/undo``): what a participant deduplicates on. Effects written
+    before it existed have none (see :func:`step_key_of`).
+    """
 
     effect: Literal["invoke"] = "invoke"
     step: str
@@ -67,6 +79,7 @@ class InvokeHandler(_Effect):
     attempt: int
     compensating: bool = False
     idempotency_key: str
+    step_key: str | None = Field(None, exclude_if=_is_none)  # absent from older logs
 
 
 class ScheduleTimer(_Effect):
@@ -107,3 +120,13 @@ OutboxEffect = Annotated[
 ]
 """What the outbox carries out after a commit."""
 outbox_adapter: TypeAdapter[OutboxEffect] = TypeAdapter(OutboxEffect)
+
+
+def step_key_of(effect: InvokeHandler) -> str:
+    """The key every attempt of ``effect``'s action (or compensation) shares: its
+    ``step_key``, or for an effect written before that existed, its per-attempt id without the
+    trailing ``/<attempt>``."""
+    if effect.step_key is not None:
+        return effect.step_key
+    head, _, attempt = effect.idempotency_key.rpartition("/")
+    return head if head and attempt.isdigit() else effect.idempotency_key
