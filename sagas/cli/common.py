@@ -38,15 +38,21 @@ def db_option(default: str | None = DEFAULT_DATABASE_URL) -> Callable[[F], F]:
     )
 
 
-def open_store(db: str, *, must_exist: bool = False) -> SQLStore:
-    """The store on ``db``; errors become a clear CLI error. ``must_exist``: a SQLite file that
-    is not there is an error (a typo must not create an empty database to read from)."""
+def open_store(db: str, *, must_exist: bool = False, read_only: bool = False) -> SQLStore:
+    """The store on ``db``; errors become a clear CLI error.
+
+    ``must_exist``: a SQLite file that is not there is an error (a typo must not create an
+    empty database to read from). ``read_only``: for commands that only read: nothing is
+    written, not even the schema, and a database that is not the engine's (or has an older
+    schema) is an error that says so; it implies ``must_exist``.
+    """
     url = make_url(database_url(db))
     sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
-    if must_exist and sqlite_file and not Path(url.database or "").expanduser().exists():
+    missing = sqlite_file and not Path(url.database or "").expanduser().exists()
+    if (must_exist or read_only) and missing:
         raise click.ClickException(f"no database at {url.database}")
     try:
-        return SQLStore(db)
+        return SQLStore(db, read_only=read_only)
     except SagaError as exc:
         raise click.ClickException(str(exc)) from exc
 

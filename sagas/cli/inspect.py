@@ -27,7 +27,7 @@ __all__ = ["list_instances", "show"]
 def list_instances(limit: int, offset: int, as_json: bool, db: str, **options: Any) -> None:
     """List saga instances, most recently updated first, a page at a time."""
     where = build_filter(options)
-    store = open_store(db, must_exist=True)
+    store = open_store(db, read_only=True)
     try:
         records = store.list_instances(where, limit=limit, offset=offset)
         total = store.count_matching(where)
@@ -69,7 +69,7 @@ def list_instances(limit: int, offset: int, as_json: bool, db: str, **options: A
 @reports_errors
 def show(saga_id: str, as_json: bool, db: str) -> None:
     """Show one saga instance: state, data, steps, pending timers and its full timeline."""
-    store = open_store(db, must_exist=True)
+    store = open_store(db, read_only=True)
     try:
         record = store.instance(saga_id)
         log, timers = store.log(saga_id), store.timers(saga_id)

@@ -53,7 +53,7 @@ def serve(
             f"no token: operator actions need one (--token, --token-file or ${TOKEN_ENV}); "
             "or start with --read-only"
         )
-    store = open_store(db, must_exist=True)
+    store = open_store(db, must_exist=True, read_only=read_only)
     app = create_app(store, token=None if read_only else token, read_only=read_only, database=db)
     click.echo(
         f"sagas serve: dashboard http://{host}:{port}/  API http://{host}:{port}/docs  "

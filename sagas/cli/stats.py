@@ -35,7 +35,7 @@ def stats(window: str, as_json: bool, db: str) -> None:
         span = parse_window(window)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--window") from None
-    store = open_store(db, must_exist=True)
+    store = open_store(db, read_only=True)
     try:
         snapshot = collect_stats(store, SystemClock().now(), span)
     finally:

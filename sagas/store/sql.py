@@ -32,7 +32,6 @@ from sagas.store.base import ConcurrencyConflictError, Store, StoreError, Unknow
 from sagas.store.bulk import BulkStatements
 from sagas.store.dialect import (
     SQLITE_PRAGMAS,
-    create_store_engine,
     insert_or_skip,
     is_conflict,
     listen,
@@ -40,6 +39,7 @@ from sagas.store.dialect import (
     notify,
 )
 from sagas.store.filters import InstanceFilter
+from sagas.store.opening import check_schema, create_reader_engine, create_writer_engine
 from sagas.store.records import (
     Backlog,
     Changes,
@@ -70,24 +70,43 @@ def database_url(value: str) -> str:
 
 
 class SQLStore(Store):
-    """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use."""
+    """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use,
+    unless it is opened ``read_only``."""
 
-    def __init__(self, url: str = DEFAULT_DATABASE_URL, *, migrate: bool = True) -> None:
+    def __init__(
+        self, url: str = DEFAULT_DATABASE_URL, *, migrate: bool = True, read_only: bool = False
+    ) -> None:
+        """Open the database at ``url`` (a SQLAlchemy URL or a SQLite file path).
+
+        ``migrate``: create or upgrade the schema now. ``read_only``: never write, not even the
+        schema (see :mod:`sagas.store.opening`); the database must exist and be an engine
+        database at this code's schema revision.
+
+        :raises StoreError: the database cannot be opened, or the folder of a SQLite file does
+            not exist; read-only also ``NotAnEngineDatabaseError`` and ``SchemaVersionError``.
+        """
         self.url = database_url(url)
         parsed = make_url(self.url)
         self.dialect = parsed.get_backend_name()
         self._where = parsed.render_as_string(hide_password=True)
-        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database or "").expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        opener = create_reader_engine if read_only else create_writer_engine
         try:
-            self.engine: Engine = create_store_engine(self.url, self.dialect)
+            self.engine: Engine = opener(parsed, self._where)
         except (ImportError, ArgumentError) as exc:
             extra = (
                 " (pip install 'sagas-engine[postgres]')" if self.dialect == "postgresql" else ""
             )
             raise StoreError(f"{self._where}: cannot open: {exc}{extra}") from None
         self._bulk = BulkStatements(self.engine.dialect)
-        if migrate:
+        if read_only:
+            try:
+                with self._read("reading the schema") as conn:
+                    check_schema(conn, self._where)
+            except BaseException:
+                self.engine.dispose()
+                raise
+        elif migrate:
             self.upgrade()
 
     # -- schema -----------------------------------------------------------------------------
