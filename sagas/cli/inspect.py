@@ -11,6 +11,7 @@ from rich.text import Text
 
 from sagas.cli.common import console, db_option, open_store, reports_errors
 from sagas.cli.filtering import build_filter, filter_options
+from sagas.cli.terminal import shown
 from sagas.cli.timeline import STATUS_STYLE, render_instance
 from sagas.operations.documents import InstanceSummary, instance_json
 
@@ -42,20 +43,20 @@ def list_instances(limit: int, offset: int, as_json: bool, db: str, **options: A
         }
         click.echo(json.dumps(page, indent=2))
         return
-    shown = f"{offset + 1}–{offset + len(records)} of {total}" if records else f"none of {total}"
-    table = Table(title=f"Saga instances ({shown}; {where.describe()})")
+    span = f"{offset + 1}–{offset + len(records)} of {total}" if records else f"none of {total}"
+    table = Table(title=shown(f"Saga instances ({span}; {where.describe()})"))
     table.add_column("saga id", no_wrap=True)
     for column in ("saga", "key", "status", "updated (UTC)", "reason"):
         table.add_column(column, overflow="fold")
     for r in records:
         state = r.state
-        table.add_row(
+        table.add_row(  # keys and reasons come from outside: shown escaped, never as markup
             state.saga_id,
-            f"{state.saga_name} v{state.definition_version}",
-            state.correlation_key,
-            Text(state.status.value, STATUS_STYLE[state.status]),
+            shown(f"{state.saga_name} v{state.definition_version}"),
+            shown(state.correlation_key),
+            Text(state.status.value, STATUS_STYLE.get(state.status, "")),
             f"{state.updated_at:%Y-%m-%d %H:%M:%S}",
-            state.reason or "",
+            shown(state.reason or ""),
         )
     console().print(table)
     if offset + len(records) < total:

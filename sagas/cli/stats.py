@@ -8,6 +8,7 @@ import click
 from rich.table import Table
 
 from sagas.cli.common import console, db_option, open_store, reports_errors
+from sagas.cli.terminal import shown
 from sagas.clock import SystemClock
 from sagas.definitions.durations import format_duration
 from sagas.engine.state import InstanceStatus
@@ -53,7 +54,7 @@ def stats(window: str, as_json: bool, db: str) -> None:
         sagas.add_column(column, justify="right")
     for saga in snapshot.sagas:
         sagas.add_row(
-            saga.saga,
+            shown(saga.saga),
             *(str(saga.counts.get(status, 0)) for status in InstanceStatus),
             str(saga.total),
             f"{snapshot.per_second(saga.started):.2f}",
@@ -68,8 +69,8 @@ def stats(window: str, as_json: bool, db: str) -> None:
         steps.add_column(column, justify="left" if column in ("saga", "step") else "right")
     for step in snapshot.steps:
         steps.add_row(
-            step.saga,
-            step.step,
+            shown(step.saga),
+            shown(step.step),
             str(step.count),
             *(f"{value:.3f}" for value in (step.p50, step.p90, step.p99, step.max)),
         )

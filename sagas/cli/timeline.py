@@ -10,13 +10,14 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from sagas.cli.terminal import shown
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.operations.documents import describe_effect
 from sagas.store.records import InstanceRecord, LogEntry, TimerRecord
 
 __all__ = ["STATUS_STYLE", "render_instance", "render_timeline"]
 
-STATUS_STYLE = {
+STATUS_STYLE: dict[InstanceStatus | StepStatus, str] = {
     InstanceStatus.RUNNING: "cyan",
     InstanceStatus.COMPENSATING: "yellow",
     InstanceStatus.COMPLETED: "green",
@@ -31,10 +32,12 @@ STATUS_STYLE = {
     StepStatus.COMPENSATED: "magenta",
     StepStatus.SKIPPED: "dim",
 }
+"""Colours of the statuses; a status without one is shown plain."""
 
 
 def render_timeline(log: list[LogEntry]) -> Table:
-    """The instance's log: every event, what was decided, and the effects."""
+    """The instance's log: every event, what was decided, and the effects (text from the
+    events, like a note quoting a participant's reason, is shown escaped)."""
     table = Table(title="Timeline", expand=True, show_lines=False)
     for column in ("#", "time", "event", "decision", "effects"):
         table.add_column(column, overflow="fold")
@@ -43,9 +46,9 @@ def render_timeline(log: list[LogEntry]) -> Table:
         table.add_row(
             str(entry.seq),
             f"{entry.recorded_at:%H:%M:%S.%f}"[:-3],
-            entry.event.event_type,
-            entry.note,
-            "\n".join(describe_effect(e) for e in entry.effects),
+            shown(entry.event.event_type),
+            shown(entry.note),
+            shown("\n".join(describe_effect(e) for e in entry.effects), keep_newlines=True),
             style=style,
         )
     return table
@@ -54,31 +57,39 @@ def render_timeline(log: list[LogEntry]) -> Table:
 def render_instance(
     console: Console, record: InstanceRecord, log: list[LogEntry], timers: list[TimerRecord]
 ) -> None:
-    """Print one instance: state, data, steps, pending timers, timeline."""
+    """Print one instance: state, data, steps, pending timers, timeline. Keys, data, reasons
+    and errors are shown escaped (:mod:`sagas.cli.terminal`)."""
     state = record.state
     header = Text.assemble(
-        (f"{state.saga_name} v{state.definition_version}", "bold"),
-        f"  key {state.correlation_key}  ",
-        (state.status.value, STATUS_STYLE[state.status]),
+        shown(f"{state.saga_name} v{state.definition_version}", "bold"),
+        "  key ",
+        shown(state.correlation_key),
+        "  ",
+        (state.status.value, STATUS_STYLE.get(state.status, "")),
         f"\nsaga id {state.saga_id}\nstarted {state.started_at:%Y-%m-%d %H:%M:%S} UTC, "
         f"updated {state.updated_at:%Y-%m-%d %H:%M:%S} UTC, version {record.version}",
     )
     if state.reason:
-        header.append(f"\nreason: {state.reason}", style="yellow")
+        header.append("\nreason: ", style="yellow")
+        header.append_text(shown(state.reason, "yellow"))
     steps = Table(title="Steps", expand=True)
     for column in ("step", "status", "attempts", "undo attempts", "error"):
         steps.add_column(column, overflow="fold")
     for name, step in state.steps.items():
         steps.add_row(
-            name,
-            Text(step.status.value, STATUS_STYLE[step.status]),
+            shown(name),
+            Text(step.status.value, STATUS_STYLE.get(step.status, "")),
             str(step.attempt),
             str(step.undo_attempt),
-            step.error or "",
+            shown(step.error or ""),
         )
     parts: list[Any] = [
         Panel(header, title="Saga instance"),
-        Panel(json.dumps(state.data, indent=2, sort_keys=True), title="Data"),
+        # JSON escapes control characters itself; Text keeps "[red]" in a value from being markup.
+        Panel(
+            shown(json.dumps(state.data, indent=2, sort_keys=True), keep_newlines=True),
+            title="Data",
+        ),
         steps,
     ]
     if timers:
@@ -88,9 +99,9 @@ def render_instance(
         for record_ in timers:
             timer = record_.timer
             pending.add_row(
-                timer.timer_id,
+                shown(timer.timer_id),
                 timer.kind.value,
-                timer.step or "",
+                shown(timer.step or ""),
                 str(timer.attempt),
                 f"{timer.due_at:%Y-%m-%d %H:%M:%S}",
             )
