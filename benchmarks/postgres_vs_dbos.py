@@ -379,7 +379,7 @@ class EngineSide:
         )
 
     def warm_up(self, sagas: int) -> None:
-        self.store.enqueue(self._events(sagas, "warm"))
+        self.store.enqueue(self._events(sagas, "warm"), received_at=self.engine.clock.now())
         self.engine.run_until_idle()
         for event in self._events(3, "warm-seq"):
             self.engine.publish(event)

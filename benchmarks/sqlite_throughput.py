@@ -171,7 +171,8 @@ class OrderRun:
         """Queue ``sagas`` orders at once, then time ``run_until_idle``."""
         before_finished = sum(self.finished.values())
         before = last_position(self.store)
-        self.store.enqueue(order_events(sagas, prefix, self.engine.clock.now()))
+        now = self.engine.clock.now()
+        self.store.enqueue(order_events(sagas, prefix, now), received_at=now)
         started = time.perf_counter()
         self.engine.run_until_idle()
         seconds = time.perf_counter() - started

@@ -278,7 +278,8 @@ def arm(engine: Engine, count: int, prefix: str) -> Arming:
     assert isinstance(store, SQLStore)
     before = _pending(store)
     started = time.perf_counter()
-    store.enqueue(_triggers(count, prefix, engine.clock.now()))
+    now = engine.clock.now()
+    store.enqueue(_triggers(count, prefix, now), received_at=now)
     queued = time.perf_counter()
     rounds = 0
     while engine.run_once():
@@ -471,7 +472,7 @@ def arm_burst(
         engine.register(definition)
         before = _pending(store)
         started = time.perf_counter()
-        store.enqueue(_triggers(burst, "burst", clock.now()))
+        store.enqueue(_triggers(burst, "burst", clock.now()), received_at=clock.now())
         for slot in range(slots):
             clock.time = t0 - DELAY + timedelta(seconds=spread * slot / slots)
             engine.run_once()

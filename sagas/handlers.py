@@ -30,8 +30,12 @@ __all__ = [
 class StepContext:
     """What a handler is given: the saga's data and where it stands.
 
-    ``idempotency_key`` is the same for every retry of the same attempt after a crash; a handler
-    that calls an outside service passes it along so a repeated call does nothing twice.
+    ``idempotency_key`` is the same for every attempt of the step's action
+    (``<saga id>/<step>``), and for every attempt of its compensation
+    (``<saga id>/<step>/undo``), also when an attempt is carried out again after a crash: a
+    handler that calls an outside service passes it along, so that a retry or a repeat does
+    nothing twice. ``attempt`` counts the attempts (1, 2, …) and ``attempt_id`` names this one
+    (``<idempotency_key>/<attempt>``).
     """
 
     saga_id: str
@@ -42,6 +46,7 @@ class StepContext:
     idempotency_key: str
     compensating: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
+    attempt_id: str = ""
 
 
 HandlerResult = Mapping[str, Any] | None

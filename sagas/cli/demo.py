@@ -77,7 +77,8 @@ def demo(orders: int, fail_rate: float, db: str, seed: int) -> None:
                     at=now,
                 )
                 for n in range(orders)
-            ]
+            ],
+            received_at=now,
         )
         started = time.perf_counter()
         with Progress(

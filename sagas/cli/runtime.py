@@ -192,7 +192,7 @@ def publish(
         raise click.ClickException(str(exc)) from None
     store = open_store(db)
     try:
-        new = store.enqueue([event]) == 1
+        new = store.enqueue([event], received_at=SystemClock().now()) == 1
     finally:
         store.close()
     state = "queued" if new else "already known, ignored"

@@ -24,7 +24,7 @@ from sagas.observability.logs import saga_fields
 from sagas.runtime.batch import Batch, Working
 from sagas.store.base import ConcurrencyConflictError, Store, UnknownSagaError
 from sagas.store.filters import InstanceFilter
-from sagas.store.records import InstanceRecord
+from sagas.store.records import InstanceRecord, Received
 
 __all__ = ["ActionRequest", "ActionResult", "Operations", "Outcome"]
 
@@ -153,7 +153,7 @@ class Operations:
             working = Working(decision.state, version + 1, version)
             batch.record(event, working, decision)
             changes = batch.close()
-            changes.received = [event]
+            changes.received = [Received(event, now)]
             changes.lease_until = changes.written_at = now  # any worker carries them out
             tx.apply(changes)
             tx.notify()  # idle workers carry out the effects (and arm the timers) at once

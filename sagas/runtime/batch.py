@@ -51,8 +51,17 @@ class Batch:
         """The effects to carry out once this round committed."""
         return self.changes.outbox
 
-    def record(self, event: Event, working: Working, decision: Decision) -> None:
-        """Log ``decision`` on its instance and queue its effects."""
+    def record(
+        self,
+        event: Event,
+        working: Working,
+        decision: Decision,
+        *,
+        received_at: datetime | None = None,
+    ) -> None:
+        """Log ``decision`` on its instance and queue its effects; ``received_at`` is when the
+        engine received ``event`` (default: the round's time, for events decided as they come
+        in, such as an operator's)."""
         state = decision.state
         self.changes.log.append(
             LogEntry(
@@ -63,6 +72,7 @@ class Batch:
                 effects=decision.effects,
                 ignored=decision.ignored,
                 recorded_at=self.now,
+                received_at=received_at or self.now,
             )
         )
         for effect in decision.effects:

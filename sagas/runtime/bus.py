@@ -17,13 +17,14 @@ from typing import Any
 from sagas.clock import Clock
 from sagas.events import Event
 from sagas.store.base import Store
+from sagas.store.records import Received
 
 __all__ = ["EventBus", "Subscriber"]
 
 Subscriber = Callable[[Event], Awaitable[None] | None]
 """A sync or async callable that receives events of the types it subscribed to."""
 
-_collecting: contextvars.ContextVar[list[Event] | None] = contextvars.ContextVar(
+_collecting: contextvars.ContextVar[list[Received] | None] = contextvars.ContextVar(
     "sagas_bus_collecting", default=None
 )
 
@@ -66,9 +67,9 @@ class EventBus:
         event.check_data()
         collected = _collecting.get()
         if collected is not None:
-            collected.append(event)
+            collected.append(Received(event, self._clock.now()))
             return True
-        new = self._store.enqueue([event]) == 1
+        new = self._store.enqueue([event], received_at=self._clock.now()) == 1
         if new and self.on_publish is not None:
             self.on_publish()
         return new
@@ -87,10 +88,11 @@ class EventBus:
         )
 
     @contextmanager
-    def collecting(self) -> Iterator[list[Event]]:
-        """While active, published events are collected instead of written: the runtime writes
-        them in the same transaction that marks the delivery done."""
-        events: list[Event] = []
+    def collecting(self) -> Iterator[list[Received]]:
+        """While active, published events are collected, each with the time it was published,
+        instead of written: the runtime writes them in the same transaction that marks the
+        delivery done."""
+        events: list[Received] = []
         token = _collecting.set(events)
         try:
             yield events

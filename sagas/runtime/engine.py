@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from sagas.clock import Clock, SystemClock
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect, PublishCommand
-from sagas.engine.internal import timer_fired
+from sagas.engine.internal import TIMER_FIRED, timer_fired
 from sagas.engine.state import SagaState
 from sagas.errors import SagaError
 from sagas.events import Event
@@ -44,11 +44,26 @@ from sagas.runtime.batch import Batch, Working
 from sagas.runtime.bus import EventBus
 from sagas.runtime.calls import Caller
 from sagas.runtime.instrument import Instruments
-from sagas.runtime.relay import Call, calls_for, handler_outcome, published_event, watch
+from sagas.runtime.leases import LeaseKeeper
+from sagas.runtime.relay import (
+    Call,
+    calls_for,
+    error_text,
+    handler_outcome,
+    published_event,
+    watch,
+)
 from sagas.runtime.routing import Router
 from sagas.runtime.waker import Waker
 from sagas.store.base import ConcurrencyConflictError, RoundTx, Store
-from sagas.store.records import DeadLetter, OutboxItem, QueuedEvent, TimerRecord, outbox_key
+from sagas.store.records import (
+    DeadLetter,
+    OutboxItem,
+    QueuedEvent,
+    Received,
+    TimerRecord,
+    outbox_key,
+)
 
 __all__ = ["Engine"]
 
@@ -65,12 +80,40 @@ queued events and due timers (seconds), unless told sooner that there are some."
 class _Carry:
     """What the last relay produced, to be committed (and decided) by the next round."""
 
-    events: list[Event] = field(default_factory=list)
+    events: list[Received] = field(default_factory=list)
     done: list[str] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.done or self.dead_letters)
+
+
+def _not_held_back(
+    tx: RoundTx, due: list[TimerRecord], queued: Sequence[QueuedEvent]
+) -> list[TimerRecord]:
+    """The due timers this round may fire: none due at or after the receipt time of an event
+    still queued that the round did not claim (left for a later round by ``batch_size``, or
+    claimed by another worker). Such a timer stays in the table for a later round, which
+    decides it after that event. Only asked when timers are due: one query."""
+    waiting = tx.earliest_waiting([item.position for item in queued])
+    if waiting is None:
+        return due
+    return [record for record in due if record.timer.due_at < waiting]
+
+
+def _arrivals(fresh: Sequence[Received], queued: Sequence[QueuedEvent]) -> list[Received]:
+    """Everything a round decides, in order of receipt: queued events at the time the engine
+    queued them, fired timers at their due time, what the last relay produced at the time it
+    produced it, scheduled starts at their fire time. At the same time events come before
+    timers (a reply received when its timeout is due wins); otherwise the order stays (an
+    instance's queued events by queue position)."""
+    arrivals = [*fresh, *(Received(item.event, item.received_at) for item in queued)]
+    arrivals.sort(key=_receipt_order)
+    return arrivals
+
+
+def _receipt_order(item: Received) -> tuple[datetime, bool]:
+    return item.at, item.event.event_type == TIMER_FIRED
 
 
 @contextmanager
@@ -130,6 +173,7 @@ class Engine:
         self._noticed = True  # there may be queued events or due timers
         self._checked_at = 0.0
         self._instruments = Instruments()  # looked up once per round
+        self._leases = LeaseKeeper(store, self.clock, lease)
         self.bus.on_publish = self.notice
 
     # -- set-up -----------------------------------------------------------------------------
@@ -176,6 +220,8 @@ class Engine:
                 if looks:
                     due = tx.due_timers(now, self.batch_size)
                     queued = tx.queued(self.batch_size)
+                    if due:
+                        due = _not_held_back(tx, due, queued)
                 else:
                     due, queued = [], []
                 if carry or due or queued or fired_until:
@@ -192,11 +238,19 @@ class Engine:
                     # out: when idle, and as often as it looks at the queue when busy (else a
                     # steady load would keep them waiting until their steps time out).
                     leftovers = tx.expired_outbox(now, now + self.lease, self.batch_size)
-        except ConcurrencyConflictError as exc:
-            # Nothing was written; the carry stays, to be recorded by the next round.
-            log.warning("round not committed (another worker was first), retrying: %s", exc)
+        except ConcurrencyConflictError:
+            # Nothing was written; the carry stays, to be recorded by the next round. One
+            # short line: the error's cause quotes the statement, with the saga's data in it.
+            touched = sorted(batch.touched) if batch is not None else []
+            log.warning(
+                "round not committed: another worker changed one of its %d saga instances "
+                "first (%s); retrying",
+                len(touched),
+                ", ".join(touched[:3]) + (", …" if len(touched) > 3 else ""),
+            )
             self._states.clear()
             return 1
+        self._leases.release(carry.done)
         taken = [(item.saga_id, item.effect) for item in leftovers]
         for item in leftovers:
             # Written by another process (a dead worker, an operator action): the cached state
@@ -238,16 +292,19 @@ class Engine:
         carry: _Carry,
         due: Sequence[TimerRecord],
         queued: Sequence[QueuedEvent],
-        starts: Sequence[Event],
+        starts: Sequence[Received],
     ) -> Batch:
-        """Decide everything a round takes in: what the last relay produced, fired timers,
-        scheduled starts and queued events."""
-        fired = [timer_fired(record.timer, record.saga_id, now) for record in due]
+        """Decide everything a round takes in — what the last relay produced, fired timers,
+        scheduled starts and queued events — in order of receipt (see :func:`_arrivals`)."""
+        fired = [
+            Received(timer_fired(record.timer, record.saga_id, now), record.timer.due_at)
+            for record in due
+        ]
         fresh = self._unseen(tx, [*carry.events, *fired, *starts], queued)
         # One time for the whole round: each log entry records the time its decision was
         # made at, so replaying the log with those times rebuilds exactly the stored state.
         batch = Batch(now=now)
-        self._decide_all(tx, batch, [*fresh, *(item.event for item in queued)])
+        self._decide_all(tx, batch, _arrivals(fresh, queued))
         changes = batch.close()
         changes.received = fresh
         changes.processed = [item.position for item in queued]
@@ -296,53 +353,56 @@ class Engine:
         ]
         return min((t for t in times if t is not None), default=None)
 
-    def _scheduled_starts(self, now: datetime) -> tuple[list[Event], dict[str, datetime]]:
-        """Trigger events of the scheduled runs due by ``now``, and how far each schedule got.
+    def _scheduled_starts(self, now: datetime) -> tuple[list[Received], dict[str, datetime]]:
+        """Trigger events of the scheduled runs due by ``now`` (received at their fire times),
+        and how far each schedule got.
 
         The id of a run's event is derived from saga and time: workers that start the same run
         start one saga."""
-        events: list[Event] = []
+        events: list[Received] = []
         fired_until: dict[str, datetime] = {}
         for name, (definition, until) in self._schedules.items():
             schedule = definition.schedule
             if schedule is None or schedule.next_fire(until) > now:
                 continue
             for fire in schedule.due_runs(until, now):
-                events.append(
-                    Event.create(
-                        definition.trigger,
-                        schedule.trigger_data(fire),
-                        at=now,
-                        event_id=f"schedule/{name}/{fire.isoformat()}",
-                    )
+                event = Event.create(
+                    definition.trigger,
+                    schedule.trigger_data(fire),
+                    at=now,
+                    event_id=f"schedule/{name}/{fire.isoformat()}",
                 )
+                events.append(Received(event, fire))
             fired_until[name] = now
         return events, fired_until
 
     def close(self) -> None:
-        """Release the store and the handlers' event loop."""
+        """Stop renewing leases; release the store and the handlers' event loop."""
+        self._leases.close()
         self._caller.close()
         self.store.close()
 
     # -- deciding ---------------------------------------------------------------------------
 
-    def _decide_all(self, tx: RoundTx, batch: Batch, events: Sequence[Event]) -> None:
-        routed = [(event, *self._router.routes(event)) for event in events]
+    def _decide_all(self, tx: RoundTx, batch: Batch, arrivals: Sequence[Received]) -> None:
+        routed = [(item, *self._router.routes(item.event)) for item in arrivals]
         wanted = {route.saga_id for _, routes, _ in routed for route in routes}
         for saga_id, (version, state) in self._lock(tx, wanted).items():
             batch.working[saga_id] = Working(state, version, version)
             batch.before[saga_id] = state
-        for event, routes, problems in routed:
+        for item, routes, problems in routed:
+            event = item.event
             if self.bus.subscribers(event.event_type):
                 batch.changes.outbox.append(("", DeliverEvent(event=event)))
             for problem in problems:
                 batch.dead_letter(event, problem)
             for route in routes:
-                self._decide_one(batch, event, route.saga_id, route.starts)
+                self._decide_one(batch, item, route.saga_id, route.starts)
 
     def _decide_one(
-        self, batch: Batch, event: Event, saga_id: str, starts: SagaDefinition | None
+        self, batch: Batch, item: Received, saga_id: str, starts: SagaDefinition | None
     ) -> None:
+        event = item.event
         working = batch.working.get(saga_id)
         now = batch.now
         if working is None:
@@ -366,19 +426,19 @@ class Engine:
                 return
             decision = self._instruments.decide(definition, state, event, now, saga_id)
             working.state, working.version = decision.state, working.version + 1
-        batch.record(event, working, decision)
+        batch.record(event, working, decision, received_at=item.at)
 
     def _unseen(
-        self, tx: RoundTx, events: Sequence[Event], queued: Sequence[QueuedEvent]
-    ) -> list[Event]:
+        self, tx: RoundTx, events: Sequence[Received], queued: Sequence[QueuedEvent]
+    ) -> list[Received]:
         """``events`` less those the inbox has, those queued now, and repeats among them."""
-        known = tx.seen([event.event_id for event in events])
+        known = tx.seen([item.event.event_id for item in events])
         known |= {item.event.event_id for item in queued}
         unseen = []
-        for event in events:
-            if event.event_id not in known:
-                known.add(event.event_id)
-                unseen.append(event)
+        for item in events:
+            if item.event.event_id not in known:
+                known.add(item.event.event_id)
+                unseen.append(item)
         return unseen
 
     def _definition(self, name: str, version: int) -> SagaDefinition:
@@ -428,8 +488,11 @@ class Engine:
         states = self._current(invoked)
         calls: list[Call] = []
         for saga_id, effect in outbox:
-            calls += calls_for(saga_id, effect, self.bus, self.handlers, states)
+            calls += calls_for(saga_id, effect, self.bus, self.handlers, states, self.clock)
             carry.done.append(outbox_key(effect))
+        # Renewed while carried out, until the round that marks them done commits: a slow
+        # handler is not run a second time by another worker.
+        self._leases.hold(carry.done)
         tracer, observers = self._instruments.tracer, self.observers
         if tracer is not None or observers:
             for call in calls:
@@ -442,15 +505,17 @@ class Engine:
         at = self.clock.now()
         for call, outcome in zip(calls, outcomes, strict=True):
             if isinstance(call.effect, InvokeHandler):
-                carry.events.append(handler_outcome(call.saga_id, call.effect, outcome, at))
+                ended = call.ended_at or at
+                event = handler_outcome(call.saga_id, call.effect, outcome, ended)
+                carry.events.append(Received(event, ended))
             elif outcome.error is not None:
                 event = published_event(call.effect)
                 step = call.effect.step if isinstance(call.effect, PublishCommand) else None
                 log.error(
-                    "subscriber %s failed on %s: %r",
+                    "subscriber %s failed on %s: %s",
                     call.label,
                     event.event_id,
-                    outcome.error,
+                    error_text(outcome.error, log),
                     extra=saga_fields(call.saga_id or event.saga_id, step, event.event_id),
                 )
                 carry.dead_letters.append(

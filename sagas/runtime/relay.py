@@ -10,7 +10,14 @@ from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
-from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect, PublishCommand
+from sagas.clock import Clock
+from sagas.engine.effects import (
+    DeliverEvent,
+    InvokeHandler,
+    OutboxEffect,
+    PublishCommand,
+    step_key_of,
+)
 from sagas.engine.internal import handler_failed, handler_succeeded
 from sagas.engine.state import SagaState
 from sagas.events import Event, data_problem
@@ -23,7 +30,7 @@ from sagas.runtime.calls import Outcome
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
-__all__ = ["Call", "calls_for", "handler_outcome", "watch"]
+__all__ = ["Call", "calls_for", "error_text", "handler_outcome", "published_event", "watch"]
 
 log = logging.getLogger("sagas.relay")
 A = TypeVar("A")
@@ -33,7 +40,7 @@ class Call:
     """One callable to run for an outbox effect, with a label for errors; ``seconds`` is how
     long it took, once run, when it was watched."""
 
-    __slots__ = ("effect", "fn", "label", "saga_id", "saga_name", "seconds")
+    __slots__ = ("effect", "ended_at", "fn", "label", "saga_id", "saga_name", "seconds")
 
     def __init__(
         self,
@@ -46,6 +53,7 @@ class Call:
         self.saga_id, self.effect, self.fn, self.label = saga_id, effect, fn, label
         self.saga_name = saga_name
         self.seconds: float | None = None
+        self.ended_at: datetime | None = None
 
 
 def calls_for(
@@ -54,8 +62,10 @@ def calls_for(
     bus: EventBus,
     handlers: Mapping[str, Handler],
     states: Mapping[str, SagaState],
+    clock: Clock,
 ) -> list[Call]:
-    """What carrying out ``effect`` means: a handler call, or one call per subscriber."""
+    """What carrying out ``effect`` means: a handler call (which records in ``ended_at`` when,
+    by ``clock``, it ended: the receipt time of its outcome), or one call per subscriber."""
     if isinstance(effect, InvokeHandler):
         state = states.get(saga_id)
         context = StepContext(
@@ -64,11 +74,14 @@ def calls_for(
             step=effect.step,
             attempt=effect.attempt,
             data=dict(state.data) if state else {},
-            idempotency_key=effect.idempotency_key,
+            idempotency_key=step_key_of(effect),
             compensating=effect.compensating,
+            attempt_id=effect.idempotency_key,
         )
         handler = handlers.get(effect.handler) or _missing(effect.handler)
-        return [Call(saga_id, effect, _bind(handler, context), effect.handler, context.saga_name)]
+        call = Call(saga_id, effect, _bind(handler, context), effect.handler, context.saga_name)
+        _stamp(call, clock)
+        return [call]
     event = published_event(effect)
     return [
         Call(saga_id, effect, _bind(subscriber, event), _label(subscriber))
@@ -96,14 +109,49 @@ def handler_outcome(saga_id: str, effect: InvokeHandler, outcome: Outcome, at: d
         return handler_succeeded(effect, saga_id, dict(value or {}), at)
     event_id = f"{effect.idempotency_key}/outcome"
     log.info(
-        "handler %s of saga %s failed: %r",
+        "handler %s of saga %s failed: %s",
         effect.handler,
         saga_id,
-        error,
+        error_text(error, log),
         extra=saga_fields(saga_id, effect.step, event_id),
     )
     retryable = not isinstance(error, StepFailed)
     return handler_failed(effect, saga_id, f"{type(error).__name__}: {error}", retryable, at)
+
+
+def error_text(error: BaseException, logger: logging.Logger) -> str:
+    """How a log line names ``error``: its type, and its message only where ``logger`` logs
+    DEBUG (messages often quote the saga's data, which stays out of logs at default levels)."""
+    if logger.isEnabledFor(logging.DEBUG):
+        return repr(error)
+    return type(error).__name__
+
+
+def _stamp(call: Call, clock: Clock) -> None:
+    """Record in ``call.ended_at`` when the call ended (once awaited, when it returns an
+    awaitable)."""
+    fn = call.fn
+
+    def stamped() -> object:
+        try:
+            value = fn()
+        finally:
+            call.ended_at = clock.now()
+        if inspect.isawaitable(value):
+            return _stamp_later(call, clock, value)
+        return value
+
+    call.fn = stamped
+
+
+async def _stamp_later(call: Call, clock: Clock, awaitable: Awaitable[object]) -> object:
+    try:
+        value = await awaitable
+        while inspect.isawaitable(value):
+            value = await value
+        return value
+    finally:
+        call.ended_at = clock.now()
 
 
 def watch(call: Call, tracer: Tracer | None) -> None:

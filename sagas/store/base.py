@@ -68,6 +68,12 @@ class RoundTx(ABC):
         """Claim timers due at ``now`` or earlier, earliest first."""
 
     @abstractmethod
+    def earliest_waiting(self, claimed: Collection[int]) -> datetime | None:
+        """The earliest receipt time of a queued event this round did not claim (its position
+        is not in ``claimed``): one left for a later round, or claimed by another worker.
+        ``None`` when there is none. A timer due at or after it must not fire yet."""
+
+    @abstractmethod
     def expired_outbox(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxItem]:
         """Claim outbox rows whose lease expired (their worker died before carrying them out)
         and lease them to this worker until ``lease_until``."""
@@ -139,8 +145,10 @@ class Store(ABC):
     # -- the queue and deciding -------------------------------------------------------------
 
     @abstractmethod
-    def enqueue(self, events: Sequence[Event]) -> int:
-        """Queue events durably; an event id seen before (queued or processed) is skipped.
+    def enqueue(self, events: Sequence[Event], *, received_at: datetime) -> int:
+        """Queue events durably, received by the engine at ``received_at`` (the intake's
+        clock, never the sender's ``timestamp``: races are decided by it); an event id seen
+        before (queued or processed) is skipped.
 
         :returns: how many were newly queued.
         """
@@ -158,6 +166,12 @@ class Store(ABC):
     @abstractmethod
     def pending_outbox(self, limit: int) -> list[OutboxItem]:
         """Effects not yet carried out, oldest first."""
+
+    @abstractmethod
+    def renew_leases(self, keys: Collection[str], until: datetime) -> int:
+        """Extend to ``until`` the lease of the outbox rows with these keys (see
+        :func:`~sagas.store.records.outbox_key`), which this worker is still carrying out;
+        returns how many rows are still there."""
 
     @abstractmethod
     def start_schedule(self, saga_name: str, at: datetime) -> datetime:

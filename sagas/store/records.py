@@ -24,6 +24,7 @@ __all__ = [
     "LogEntry",
     "OutboxItem",
     "QueuedEvent",
+    "Received",
     "TimerRecord",
     "outbox_key",
 ]
@@ -43,10 +44,22 @@ class InstanceRecord:
 
 @dataclass(frozen=True)
 class QueuedEvent:
-    """An event waiting in the durable queue, at its global ``position``."""
+    """An event waiting in the durable queue, at its global ``position``; ``received_at`` is
+    when the engine received it (its intake time, not the sender's ``timestamp``)."""
 
     position: int
     event: Event
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class Received:
+    """An event a round decides without its having been queued (a handler's outcome, a fired
+    timer, a scheduled start, an event published while effects were carried out), and when the
+    engine received it: a round decides what it takes in in order of these times."""
+
+    event: Event
+    at: datetime
 
 
 @dataclass(frozen=True)
@@ -54,7 +67,9 @@ class LogEntry:
     """One entry of an instance's append-only log: the event, what it did, and when.
 
     ``seq`` numbers the instance's entries from 1; ``position`` orders all entries of all
-    instances (0 until stored).
+    instances (0 until stored). ``recorded_at`` is when the decision was made (``decide``'s
+    ``now``), ``received_at`` when the engine received the event (``None`` in entries written
+    before it was recorded).
     """
 
     saga_id: str
@@ -65,6 +80,7 @@ class LogEntry:
     ignored: bool
     recorded_at: datetime
     position: int = 0
+    received_at: datetime | None = None
 
 
 def outbox_key(effect: OutboxEffect) -> str:
@@ -115,9 +131,10 @@ class Changes:
 
     ``updated`` pairs each new record with the version it must still have in the store;
     ``received`` are events decided in this transaction without having been queued (their ids
-    join the inbox as processed); ``outbox_done`` holds outbox keys (:func:`outbox_key`);
-    ``schedules`` moves a scheduled saga's ``fired_until`` forward; new outbox rows are leased
-    to the writing worker until ``lease_until`` (``written_at``: the time of the decisions).
+    join the inbox as processed, with their receipt times); ``outbox_done`` holds outbox keys
+    (:func:`outbox_key`); ``schedules`` moves a scheduled saga's ``fired_until`` forward; new
+    outbox rows are leased to the writing worker until ``lease_until`` (``written_at``: the
+    time of the decisions).
     """
 
     created: list[InstanceRecord] = field(default_factory=list)
@@ -128,7 +145,7 @@ class Changes:
     timers: list[TimerRecord] = field(default_factory=list)
     timers_removed: list[str] = field(default_factory=list)
     processed: list[int] = field(default_factory=list)
-    received: list[Event] = field(default_factory=list)
+    received: list[Received] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     schedules: dict[str, datetime] = field(default_factory=dict)
     lease_until: datetime | None = None

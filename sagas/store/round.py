@@ -32,7 +32,7 @@ class SQLRound(RoundTx):
 
     def queued(self, limit: int) -> list[QueuedEvent]:
         inbox = t.inbox
-        query = select(inbox.c.position, inbox.c.event).where(inbox.c.queued)
+        query = select(inbox.c.position, inbox.c.event, inbox.c.enqueued_at).where(inbox.c.queued)
         if self._locks:
             earlier = inbox.alias("earlier")
             query = query.where(
@@ -48,7 +48,7 @@ class SQLRound(RoundTx):
         if self._locks:
             query = query.with_for_update(skip_locked=True, of=inbox)
         return [
-            QueuedEvent(row.position, Event.model_validate_json(row.event))
+            QueuedEvent(row.position, Event.model_validate_json(row.event), row.enqueued_at)
             for row in self._conn.execute(query)
         ]
 
@@ -63,6 +63,15 @@ class SQLRound(RoundTx):
         if self._locks:
             query = query.with_for_update(skip_locked=True)
         return [rows.timer(row) for row in self._conn.execute(query)]
+
+    def earliest_waiting(self, claimed: Collection[int]) -> datetime | None:
+        inbox = t.inbox
+        # In receipt order on the partial index: at most len(claimed) rows are passed over.
+        query = select(inbox.c.enqueued_at).where(inbox.c.queued)
+        if claimed:
+            query = query.where(inbox.c.position.not_in(list(claimed)))
+        found: datetime | None = self._conn.scalar(query.order_by(inbox.c.enqueued_at).limit(1))
+        return found
 
     def expired_outbox(self, now: datetime, lease_until: datetime, limit: int) -> list[OutboxItem]:
         outbox = t.outbox

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, delete, insert, update
@@ -59,14 +60,16 @@ def remove_timer() -> Executable:
     return delete(t.timers).where(t.timers.c.timer_id == bindparam("b_timer_id"))
 
 
-def inbox_row(event: Event, *, queued: bool) -> dict[str, Any]:
+def inbox_row(event: Event, *, queued: bool, received_at: datetime) -> dict[str, Any]:
+    """The inbox row of ``event``, received by the engine at ``received_at`` (the event itself
+    is kept only while it is queued; afterwards its id is enough to deduplicate)."""
     return {
         "event_id": event.event_id,
         "event_type": event.event_type,
         "saga_id": event.saga_id,
         "event": event.to_json() if queued else "",
         "queued": queued,
-        "enqueued_at": event.timestamp,
+        "enqueued_at": received_at,
     }
 
 
@@ -101,6 +104,7 @@ def log_row(entry: LogEntry) -> dict[str, Any]:
         "effects": effects_adapter.dump_json(list(entry.effects), by_alias=True).decode(),
         "ignored": entry.ignored,
         "recorded_at": entry.recorded_at,
+        "received_at": entry.received_at,
     }
 
 
@@ -114,6 +118,7 @@ def log_entry(row: Any) -> LogEntry:
         ignored=row.ignored,
         recorded_at=row.recorded_at,
         position=row.position,
+        received_at=row.received_at,
     )
 
 

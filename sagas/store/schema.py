@@ -107,6 +107,7 @@ event_log = Table(
     Column("effects", Text, nullable=False),
     Column("ignored", Boolean, nullable=False),
     Column("recorded_at", UTCDateTime, nullable=False),
+    Column("received_at", UTCDateTime),  # when the engine received the event (0003)
     UniqueConstraint("saga_id", "seq", name="uq_saga_event_log_seq"),
 )
 
@@ -119,6 +120,7 @@ inbox = Table(
     Column("saga_id", String(64)),
     Column("event", Text, nullable=False),
     Column("queued", Boolean, nullable=False),
+    # When the engine received the event (its intake time, never the sender's timestamp).
     Column("enqueued_at", UTCDateTime, nullable=False),
     Index(
         "ix_saga_inbox_queued",
@@ -130,6 +132,14 @@ inbox = Table(
     Index(
         "ix_saga_inbox_queued_saga",
         "saga_id",
+        "position",
+        sqlite_where=text("queued = 1"),
+        postgresql_where=text("queued"),
+    ),
+    # A round fires no timer while an event received by its due time waits unclaimed (0003).
+    Index(
+        "ix_saga_inbox_queued_received",
+        "enqueued_at",
         "position",
         sqlite_where=text("queued = 1"),
         postgresql_where=text("queued"),

@@ -17,7 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, Engine, Table, func, insert, select
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.sql.expression import Executable
@@ -181,8 +181,9 @@ class SQLStore(Store):
             raise
         except StoreError as exc:
             if exc.__cause__ is not None and is_conflict(exc.__cause__):
+                # Not the driver's message: it quotes the statement and the saga's data.
                 raise ConcurrencyConflictError(
-                    f"{self._where}: another worker got there first ({exc.__cause__})"
+                    f"{self._where}: another worker got there first"
                 ) from exc
             raise
 
@@ -191,25 +192,28 @@ class SQLStore(Store):
 
     # -- queue and deciding -----------------------------------------------------------------
 
-    def enqueue(self, events: Sequence[Event]) -> int:
+    def enqueue(self, events: Sequence[Event], *, received_at: datetime) -> int:
         if not events:
             return 0
         with self._write("queueing events") as conn:
-            queued = self._enqueue(conn, events)
+            queued = self._enqueue(conn, events, received_at)
             if queued:
                 notify(conn)
             return queued
 
     def queued(self, limit: int) -> list[QueuedEvent]:
         query = (
-            select(t.inbox.c.position, t.inbox.c.event)
+            select(t.inbox.c.position, t.inbox.c.event, t.inbox.c.enqueued_at)
             .where(t.inbox.c.queued)
             .order_by(t.inbox.c.position)
             .limit(limit)
         )
         with self._read("reading the queue") as conn:
             rows = conn.execute(query).all()
-        return [QueuedEvent(row.position, Event.model_validate_json(row.event)) for row in rows]
+        return [
+            QueuedEvent(row.position, Event.model_validate_json(row.event), row.enqueued_at)
+            for row in rows
+        ]
 
     def instances(self, saga_ids: Collection[str]) -> dict[str, InstanceRecord]:
         if not saga_ids:
@@ -272,7 +276,10 @@ class SQLStore(Store):
             run(conn, "timer", build, batch)
         if changes.received:
             # Decided without being queued: only the id is kept, for deduplication.
-            batch = [rows.inbox_row(event, queued=False) for event in changes.received]
+            batch = [
+                rows.inbox_row(item.event, queued=False, received_at=item.at)
+                for item in changes.received
+            ]
             run(conn, "received", lambda: rows.insert_row(t.inbox, batch[0]), batch)
         if changes.schedules:
             batch = [
@@ -295,8 +302,8 @@ class SQLStore(Store):
                 ],
             )
 
-    def _enqueue(self, conn: Connection, events: Sequence[Event]) -> int:
-        batch = [rows.inbox_row(event, queued=True) for event in events]
+    def _enqueue(self, conn: Connection, events: Sequence[Event], received_at: datetime) -> int:
+        batch = [rows.inbox_row(event, queued=True, received_at=received_at) for event in events]
         build = lambda: self._insert_or_skip(t.inbox, batch[0], "event_id")  # noqa: E731
         return max(self._bulk.execute(conn, "enqueue", build, batch), 0)
 
@@ -317,6 +324,14 @@ class SQLStore(Store):
             OutboxItem(row.id, row.saga_id, outbox_adapter.validate_json(row.effect))
             for row in rows
         ]
+
+    def renew_leases(self, keys: Collection[str], until: datetime) -> int:
+        if not keys:
+            return 0
+        outbox = t.outbox
+        query = update(outbox).where(outbox.c.key.in_(list(keys))).values(lease_until=until)
+        with self._write("renewing outbox leases") as conn:
+            return conn.execute(query).rowcount
 
     def start_schedule(self, saga_name: str, at: datetime) -> datetime:
         row = {"saga_name": saga_name, "fired_until": at}

@@ -36,7 +36,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -357,7 +357,7 @@ def run_chaos(
             left = unfinished(store, conn)
             fail(f"not done within {DEADLINE:.0f}s: {left}", chaos, workers)
         if published < len(batches) and now >= next_publish:
-            store.enqueue(batches[published])
+            store.enqueue(batches[published], received_at=datetime.now(UTC))
             published += 1
             next_publish = now + PUBLISH_EVERY
         for number, when in list(chaos.restarts.items()):

@@ -170,7 +170,8 @@ def test_the_worker_logs_json_lines_with_the_ids(db_path: Path) -> None:
     store = SQLStore(f"sqlite:///{db_path}")
     try:
         data = {"orderId": "o-1", "items": ["pen"], "address": "1 Main St"}
-        store.enqueue([Event.create("OrderCreated", data, at=datetime.now(UTC))])
+        now = datetime.now(UTC)
+        store.enqueue([Event.create("OrderCreated", data, at=now)], received_at=now)
     finally:
         store.close()
 

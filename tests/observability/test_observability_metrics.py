@@ -185,7 +185,8 @@ def queued_orders(db_path: Path) -> str:
     try:
         at = datetime.now(UTC)
         data = {"items": ["pen"], "address": "1 Main St"}
-        store.enqueue([Event.create("OrderCreated", {"orderId": n} | data, at=at) for n in "abc"])
+        orders = [Event.create("OrderCreated", {"orderId": n} | data, at=at) for n in "abc"]
+        store.enqueue(orders, received_at=at)
     finally:
         store.close()
     return url

@@ -342,7 +342,8 @@ def test_the_backlog_counts_queue_outbox_leases_and_overdue_timers(
         [
             Event.create("Unrelated", {}, at=now),
             Event.create("OrderShipped", {}, at=now, saga_id=ids["r-1"]),
-        ]
+        ],
+        received_at=now,
     )
     # An operator's retry leaves the new attempt in the outbox, its lease already expired.
     clock.advance("1m")

@@ -186,7 +186,7 @@ def downgrade(store: SQLStore, revision: str) -> None:
 
 def test_upgrading_backfills_failed_step_from_the_stored_states(at_0001: SQLStore) -> None:
     store = at_0001
-    store.upgrade()
+    store.upgrade("0002")
 
     assert store.current_revision() == "0002"
     assert failed_steps(store) == EXPECTED
@@ -212,7 +212,7 @@ def test_upgrading_backfills_failed_step_from_the_stored_states(at_0001: SQLStor
 
 def test_downgrading_to_0001_and_upgrading_again(at_0001: SQLStore) -> None:
     store = at_0001
-    store.upgrade()
+    store.upgrade("0002")
     upgraded = shape(store)
 
     downgrade(store, "0001")
@@ -226,17 +226,17 @@ def test_downgrading_to_0001_and_upgrading_again(at_0001: SQLStore) -> None:
         kept = conn.scalar(select(t.instances.c.saga_id).where(t.instances.c.saga_id == "gave-up"))
         assert kept == "gave-up", "the instances stay"
 
-    store.upgrade()
+    store.upgrade("0002")
 
     assert store.current_revision() == "0002"
     assert shape(store) == upgraded
     assert failed_steps(store) == EXPECTED
 
 
-def test_a_new_database_is_at_0002_and_upgrading_again_changes_nothing(database: str) -> None:
+def test_a_new_database_is_at_the_head_and_upgrading_again_changes_nothing(database: str) -> None:
     store = SQLStore(database)
     try:
-        assert store.current_revision() == "0002"
+        assert store.current_revision() == "0003"
         before = shape(store)
         store.upgrade()
         assert shape(store) == before

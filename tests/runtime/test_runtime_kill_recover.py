@@ -106,7 +106,9 @@ def test_orders_survive_a_worker_killed_at_random_moments(
     store = watch.store
     try:
         now = SystemClock().now()
-        store.enqueue([order_created(f"order-{n:03d}", now) for n in range(ORDERS)])
+        store.enqueue(
+            [order_created(f"order-{n:03d}", now) for n in range(ORDERS)], received_at=now
+        )
 
         kills = rng.randint(3, 5)
         for round_ in range(kills):

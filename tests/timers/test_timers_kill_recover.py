@@ -99,7 +99,9 @@ def test_timers_pending_when_the_worker_is_killed_fire_once_after_a_restart(
     worker: WorkerProcess, store: SQLStore, eventually: Callable[..., None]
 ) -> None:
     now = SystemClock().now()
-    store.enqueue([Event.create("Begin", {"id": str(n)}, at=now) for n in range(SAGAS)])
+    store.enqueue(
+        [Event.create("Begin", {"id": str(n)}, at=now) for n in range(SAGAS)], received_at=now
+    )
 
     worker.start()
     kill_when(worker, lambda: pending(store, TimerKind.DELAY) >= SAGAS // 2, eventually)
