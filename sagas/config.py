@@ -5,14 +5,40 @@ from __future__ import annotations
 import tomllib
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from sagas.definitions.durations import Duration
+from sagas.definitions.durations import Duration, format_duration
 from sagas.errors import SagaError
 
-__all__ = ["ConfigError", "EngineConfig", "load_config"]
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "MAX_POLL_INTERVAL",
+    "ConfigError",
+    "EngineConfig",
+    "check_poll_interval",
+    "load_config",
+]
+
+MAX_BATCH_SIZE = 10_000
+"""The most events a worker decides in one transaction."""
+MAX_POLL_INTERVAL = timedelta(hours=1)
+"""The longest an idle worker waits before looking for work again."""
+
+
+def check_poll_interval(value: timedelta) -> timedelta:
+    """``value`` if it is a usable idle wait: more than zero (zero would spin a core), at most
+    :data:`MAX_POLL_INTERVAL`.
+
+    :raises ValueError: naming the bounds.
+    """
+    if not timedelta() < value <= MAX_POLL_INTERVAL:
+        raise ValueError(
+            f"the poll interval must be more than 0 and at most "
+            f"{format_duration(MAX_POLL_INTERVAL)} (got {format_duration(value)})"
+        )
+    return value
 
 
 class ConfigError(SagaError):
@@ -32,8 +58,12 @@ class EngineConfig(BaseModel):
         (), description="Modules defining `handlers` and/or `subscribe(bus)`."
     )
     concurrency: int = Field(1, ge=1, le=1024, description="Handlers/subscribers run at once.")
-    batch_size: int = Field(200, ge=1, le=10_000, description="Events decided per transaction.")
-    poll_interval: Duration = Field(timedelta(milliseconds=50), description="Idle wait.")
+    batch_size: int = Field(
+        200, ge=1, le=MAX_BATCH_SIZE, description="Events decided per transaction."
+    )
+    poll_interval: Annotated[Duration, AfterValidator(check_poll_interval)] = Field(
+        timedelta(milliseconds=50), description="Idle wait (more than 0, at most 1h)."
+    )
     lease: Duration = Field(
         timedelta(seconds=10),
         description="How long a worker owns the effects it committed before another worker "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import sys
 import threading
@@ -15,7 +16,7 @@ import click
 
 from sagas.cli.common import db_option, open_store, reports_errors
 from sagas.clock import SystemClock
-from sagas.config import EngineConfig, load_config
+from sagas.config import MAX_BATCH_SIZE, EngineConfig, check_poll_interval, load_config
 from sagas.definitions.durations import parse_duration
 from sagas.events import Event, EventError
 from sagas.observability.logs import LogFormat, configure_logging
@@ -55,6 +56,18 @@ __all__ = ["publish", "worker"]
     metavar="DURATION",
     help="How long a worker owns the effects it committed (default 10s).",
 )
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, MAX_BATCH_SIZE),
+    metavar="N",
+    help="Events decided per transaction (default 200; overrides the configuration's).",
+)
+@click.option(
+    "--poll-interval",
+    metavar="DURATION",
+    help="How long an idle worker waits before looking for work again: 50ms, 2s, or a number "
+    "of seconds (default 50ms; overrides the configuration's).",
+)
 @click.option("--until-idle", is_flag=True, help="Exit once nothing is queued, pending or due.")
 @click.option(
     "--log-format",
@@ -85,6 +98,8 @@ def worker(
     handler_modules: tuple[str, ...],
     concurrency: int | None,
     lease: str | None,
+    batch_size: int | None,
+    poll_interval: str | None,
     until_idle: bool,
     log_format: LogFormat,
     log_level: str,
@@ -107,6 +122,16 @@ def worker(
             config = config.model_copy(update={"lease": parse_duration(lease)})
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--lease") from None
+    if batch_size is not None:
+        config = config.model_copy(update={"batch_size": batch_size})
+    if poll_interval is not None:
+        try:
+            seconds = re.fullmatch(r"\d{1,9}(\.\d{1,9})?", poll_interval)  # "0.5": seconds
+            wait = parse_duration(float(poll_interval) if seconds else poll_interval)
+            wait = check_poll_interval(wait)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--poll-interval") from None
+        config = config.model_copy(update={"poll_interval": wait})
     if not config.definitions:
         raise click.UsageError("no definitions: pass --definitions or a --config that has some")
     url = db or config.database_url or DEFAULT_DATABASE_URL
