@@ -62,6 +62,12 @@ def test_layer_imports_only_the_layers_below_it(layer: str) -> None:
 
 def test_the_public_api_is_pinned() -> None:
     assert set(sagas.__all__) == {
+        "HANDLER_FAILED",
+        "HANDLER_SUCCEEDED",
+        "OPERATOR_EVENT_TYPES",
+        "TIMER_FIRED",
+        "ActionRequest",
+        "ActionResult",
         "Clock",
         "Command",
         "Compensation",
@@ -76,6 +82,9 @@ def test_the_public_api_is_pinned() -> None:
         "Handler",
         "HandlerRegistry",
         "InstanceStatus",
+        "OperatorAction",
+        "Operations",
+        "Outcome",
         "Problem",
         "RetryPolicy",
         "SQLStore",
@@ -100,7 +109,9 @@ def test_the_public_api_is_pinned() -> None:
         "load_config",
         "load_definition",
         "load_definitions",
+        "operator_event",
         "parse_definition",
+        "saga_id_for",
         "step_graph",
         "to_dot",
         "to_mermaid",
