@@ -73,7 +73,8 @@ STOP_CHECK_INTERVAL = 0.5
 """The longest an idle worker sleeps before it looks at its stop flag again (seconds)."""
 SHARED_CHECK_INTERVAL = 0.05
 """While a worker is busy with the events its own effects produced, how often it also looks for
-queued events and due timers (seconds), unless told sooner that there are some."""
+queued events and due timers (seconds, by the monotonic clock and by the engine's: a timer due
+in between is decided against those events at this granularity), unless told sooner."""
 
 
 @dataclass
@@ -172,6 +173,7 @@ class Engine:
         self._schedules: dict[str, tuple[SagaDefinition, datetime]] = {}
         self._noticed = True  # there may be queued events or due timers
         self._checked_at = 0.0
+        self._looked_at: datetime | None = None  # by the engine's clock
         self._instruments = Instruments()  # looked up once per round
         self._leases = LeaseKeeper(store, self.clock, lease)
         self.bus.on_publish = self.notice
@@ -216,12 +218,15 @@ class Engine:
         leftovers: list[OutboxItem] = []
         try:
             with self.store.round() as tx:
-                looks = self._should_look(carry)
+                looks = self._should_look(carry, now)
                 if looks:
                     due = tx.due_timers(now, self.batch_size)
                     queued = tx.queued(self.batch_size)
                     if due:
+                        claimed = len(due)
                         due = _not_held_back(tx, due, queued)
+                        # Timers left (held back, or beyond the batch): look again next round.
+                        self._noticed = len(due) < claimed or claimed == self.batch_size
                 else:
                     due, queued = [], []
                 if carry or due or queued or fired_until:
@@ -275,14 +280,20 @@ class Engine:
         work = len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until)
         return work + len(leftovers) + 1
 
-    def _should_look(self, carry: _Carry) -> bool:
+    def _should_look(self, carry: _Carry, now: datetime) -> bool:
         """Whether this round looks for queued events and due timers: always when it has no
         work of its own, else when told there are some or once every
         ``SHARED_CHECK_INTERVAL`` (two queries fewer for most rounds of a busy worker)."""
         clock = time.monotonic()
-        if carry and not self._noticed and clock - self._checked_at < SHARED_CHECK_INTERVAL:
+        if (
+            carry
+            and not self._noticed
+            and clock - self._checked_at < SHARED_CHECK_INTERVAL
+            and self._looked_at is not None
+            and (now - self._looked_at).total_seconds() < SHARED_CHECK_INTERVAL
+        ):
             return False
-        self._noticed, self._checked_at = False, clock
+        self._noticed, self._checked_at, self._looked_at = False, clock, now
         return True
 
     def _decide_round(
