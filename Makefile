@@ -9,10 +9,29 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck unit schema clean
 
-$(STAMP): pyproject.toml
+# The extras installed for development, and the versions they were tested with: pyproject.toml
+# keeps lower bounds (the library's promise), constraints.txt the exact versions CI ran, so a
+# fresh machine gets those. Either file changing re-installs.
+EXTRAS := test,postgres,bench,otel
+CONSTRAINTS := constraints.txt
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[test,postgres,bench,otel]"
+	$(BIN)/pip install --quiet --constraint $(CONSTRAINTS) -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+# Regenerate constraints.txt after changing the dependencies in pyproject.toml: installs what
+# pyproject.toml asks for (without the old constraints, which may conflict with the change)
+# and records every installed version. Run the tests, then commit both files.
+.PHONY: lock
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[$(EXTRAS)]"
+	{ echo "# The versions \`make test\` and \`make demo\` install (pip --constraint); regenerate"; \
+	  echo "# with \`make lock\` after changing dependencies in pyproject.toml. Python $$($(BIN)/python -c 'import platform; print(platform.python_version())')."; \
+	  $(BIN)/pip freeze --exclude-editable; } > $(CONSTRAINTS)
 	touch $(STAMP)
 
 # The main job: order sagas flowing through the engine on embedded SQLite (sagas-demo.db).
