@@ -8,12 +8,19 @@ its log, and the rules below are tested exhaustively:
 * A success reply (or handler result) is merged into the saga's data. A failure reply, or a
   handler raising ``StepFailed``, fails the step at once; a timeout or any other exception is
   retried with the step's back-off, then fails it.
-* A failed step (or the saga deadline) starts compensation: new steps stop, waits and delays
-  are cancelled, steps already in flight are awaited, then the completed steps' compensations
-  run one at a time in reverse order of completion, each with its own retry policy.
-* A step after the pivot is never compensated: when its retries give up the instance is
-  ``failed`` (an operator decides), as it is when a compensation gives up.
-* Late, duplicate or unrelated events change nothing; the decision says why it ignored them.
+* A failed step (or the saga deadline, or an operator) starts compensation, which never waits:
+  steps not started never will be (``not_run``), steps in flight are interrupted (their timers
+  dropped, their late replies ignored), then the compensations run one at a time in reverse
+  order of completion, each with its own retry policy.
+* Nothing a participant may have done stays without its undo: a command or handler step that
+  timed out for good or was interrupted has an unknown outcome and is compensated too
+  (compensations must tolerate "nothing to undo"); a success that arrives after compensation
+  began, for a step whose undo it could have overtaken, makes that step be compensated (again),
+  even after the saga ended ``compensated``.
+* A step after the pivot is never compensated: when its retries give up, the steps still in
+  flight beside it settle, then the instance is ``failed`` (an operator decides), as it is when
+  a compensation gives up.
+* Late, duplicate or unrelated events change nothing else; the decision says why it ignored them.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from sagas.definitions.expressions import ExpressionError, evaluate
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.decision import Decision
 from sagas.engine.effects import TimerKind
+from sagas.engine.inputs import apply_event
 from sagas.engine.operator import apply_operator, is_operator_event
 from sagas.engine.state import InstanceStatus, SagaState, StepState
 from sagas.engine.transition import Transition
@@ -72,7 +80,7 @@ def decide(
     transition = Transition(definition, state, event, now)
     if is_operator_event(event):
         return apply_operator(transition)
-    return transition.run()
+    return apply_event(transition)
 
 
 def _start(definition: SagaDefinition, event: Event, now: datetime) -> Decision:

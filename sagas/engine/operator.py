@@ -19,7 +19,9 @@ is an ignored decision that says why; callers report it as refused.
   compensated. A step that has not started cannot be skipped (the steps after it would start
   before those it depends on).
 
-The saga deadline is not re-armed by an operator action that revives an ended instance.
+An action that brings an ended instance (``failed``, ``cancelled``) back to ``running`` re-arms
+the saga deadline, counted from the action (a deadline only ever starts compensation of a running
+saga, so one that goes back to compensating needs none).
 """
 
 from __future__ import annotations
@@ -192,6 +194,8 @@ class _Operator:
         t.reason = None if t.status == InstanceStatus.RUNNING else f"resumed by {self.actor}"
         if t.status == InstanceStatus.FAILED:
             return self.retry()  # which runs again what was in flight (see revive)
+        if t.status == InstanceStatus.RUNNING:
+            self.rearm_deadline()
         for name, step in t.steps.items():
             if step.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
                 undo = step.status == StepStatus.COMPENSATING
@@ -290,6 +294,8 @@ class _Operator:
         t = self.t
         t.status = InstanceStatus.COMPENSATING if compensating else InstanceStatus.RUNNING
         t.reason = t.reason if compensating else None
+        if not compensating:
+            self.rearm_deadline()
         for name in list(t.steps):
             step = t.steps[name]
             if name == keep or step.status not in (StepStatus.RUNNING, StepStatus.COMPENSATING):
@@ -298,6 +304,16 @@ class _Operator:
             if step.retry_due is None:
                 self.drop_timers(name)
             t.start_attempt(name, t.attempt_of(name, undo) + 1, undo)
+
+    def rearm_deadline(self) -> None:
+        """Schedule the saga deadline anew, from now (under a new timer id: the fired event of
+        the first one is in the inbox, and a repeat of an id is dropped as a duplicate)."""
+        t = self.t
+        deadline = t.definition.deadline
+        if deadline is not None:
+            t.deadline_armed += 1
+            t.schedule(TimerKind.DEADLINE, None, 0, False, t.now + deadline)
+            t.notes.append(f"deadline re-armed: {t.now + deadline}")
 
     def describe(self, name: str) -> str:
         step = self.t.steps[name]

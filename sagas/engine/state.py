@@ -40,11 +40,22 @@ class StepStatus(StrEnum):
     COMPENSATING = "compensating"
     COMPENSATED = "compensated"
     SKIPPED = "skipped"
+    """Not run because its ``when:`` was false."""
+    INTERRUPTED = "interrupted"
+    """In flight when compensation began: stopped, its late replies ignored; when it may have
+    done its work (a handler or command), its compensation runs too."""
+    NOT_RUN = "not_run"
+    """Never started: compensation cut the saga short before its turn."""
 
     @property
     def ended(self) -> bool:
         """Whether a step that started is over (a skipped one never started)."""
-        return self in (StepStatus.SUCCEEDED, StepStatus.FAILED, StepStatus.COMPENSATED)
+        return self in (
+            StepStatus.SUCCEEDED,
+            StepStatus.FAILED,
+            StepStatus.COMPENSATED,
+            StepStatus.INTERRUPTED,
+        )
 
 
 class _Frozen(BaseModel):
@@ -56,6 +67,11 @@ class StepState(_Frozen):
 
     ``attempt`` counts tries of the step's action, ``undo_attempt`` tries of its compensation;
     ``retry_due`` is set while a retry (of whichever is running) waits for its back-off timer.
+    ``outcome_unknown``: an attempt of its action timed out or was interrupted, so the
+    participant may have done the work without the engine knowing; unless the step then
+    succeeded, it is compensated when the saga compensates. ``undo_again``: a success reply came
+    while its compensation was already under way (the participant may have seen the undo before
+    the action): once that compensation ends, it runs once more.
     """
 
     status: StepStatus = StepStatus.PENDING
@@ -65,12 +81,18 @@ class StepState(_Frozen):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     error: str | None = None
+    outcome_unknown: bool = False
+    undo_again: bool = False
 
 
 class SagaState(_Frozen):
     """One saga instance: its data, its steps, and the order in which steps completed.
 
-    ``interrupted`` is the status a cancelled instance had, to which ``resume`` returns it."""
+    ``completed`` also holds, at the moment they were given up, steps whose outcome is unknown
+    (``StepState.outcome_unknown``): compensation undoes the steps in ``completed`` that may have
+    done their work, in reverse order. ``interrupted`` is the status a cancelled instance had, to
+    which ``resume`` returns it. ``deadline_armed`` counts how often an operator re-armed the
+    saga deadline by reviving an ended instance (it numbers the deadline timer)."""
 
     saga_id: str
     saga_name: str
@@ -82,6 +104,7 @@ class SagaState(_Frozen):
     completed: tuple[str, ...] = ()
     reason: str | None = None
     interrupted: InstanceStatus | None = None
+    deadline_armed: int = 0
     started_at: datetime
     updated_at: datetime
 

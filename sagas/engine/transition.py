@@ -1,5 +1,8 @@
-"""Applying one event to one saga instance: the rules of :mod:`sagas.engine.decide`, step by
-step, on a working copy of the instance."""
+"""A working copy of one saga instance while one event is applied to it, and the verbs that
+change it (start an attempt, succeed, fail, interrupt, compensate, end): the rules of
+:mod:`sagas.engine.decide`, kept here so that every change goes through them. What each kind of
+event does is in :mod:`sagas.engine.inputs`; operator actions are in :mod:`sagas.engine.operator`.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 
 import networkx as nx
 
-from sagas.definitions.durations import format_duration
 from sagas.definitions.expressions import ExpressionError, evaluate, is_truthy
 from sagas.definitions.graph import step_graph
 from sagas.definitions.model import ActionSpec, Command, Delay, HandlerCall, SagaDefinition, Wait
@@ -23,7 +25,6 @@ from sagas.engine.effects import (
     ScheduleTimer,
     TimerKind,
 )
-from sagas.engine.internal import HANDLER_FAILED, HANDLER_SUCCEEDED, TIMER_FIRED
 from sagas.engine.state import InstanceStatus, SagaState, StepStatus
 from sagas.events import Event
 
@@ -42,6 +43,7 @@ class Transition:
         self.status = state.status
         self.reason = state.reason
         self.interrupted = state.interrupted
+        self.deadline_armed = state.deadline_armed
         self.data = dict(state.data)
         self.steps = dict(state.steps)
         self.completed = list(state.completed)
@@ -50,18 +52,6 @@ class Transition:
 
     # -- entry ----------------------------------------------------------------------------
 
-    def run(self) -> Decision:
-        if self.status.terminal:
-            return self.ignore(f"saga already {self.status.value}")
-        kind = self.event.event_type
-        if kind in (HANDLER_SUCCEEDED, HANDLER_FAILED):
-            return self.on_handler_outcome()
-        if kind == TIMER_FIRED:
-            return self.on_timer()
-        if kind == self.definition.trigger and self.event.saga_id is None:
-            return self.ignore("saga already started for this correlation key")
-        return self.on_message()
-
     def finish(self) -> Decision:
         self.advance()
         state = self.original.model_copy(
@@ -69,6 +59,7 @@ class Transition:
                 "status": self.status,
                 "reason": self.reason,
                 "interrupted": self.interrupted,
+                "deadline_armed": self.deadline_armed,
                 "data": self.data,
                 "steps": self.steps,
                 "completed": tuple(self.completed),
@@ -80,95 +71,6 @@ class Transition:
     def ignore(self, why: str) -> Decision:
         return Decision(self.original, (), f"ignored: {why}", ignored=True)
 
-    # -- inputs ---------------------------------------------------------------------------
-
-    def on_handler_outcome(self) -> Decision:
-        data = self.event.data
-        name, attempt, undo = data.get("step"), data.get("attempt"), bool(data.get("compensating"))
-        if not isinstance(name, str) or name not in self.steps or not self.awaits(name, undo):
-            return self.ignore(f"no handler of step {name!r} is running")
-        if attempt != self.attempt_of(name, undo):
-            return self.ignore(f"outcome of attempt {attempt}, step {name!r} is past it")
-        if self.event.event_type == HANDLER_SUCCEEDED:
-            result = data.get("result")
-            self.succeed(name, undo, result if isinstance(result, dict) else {})
-        else:
-            error = str(data.get("error") or "handler failed")
-            self.fail(name, undo, error, retryable=bool(data.get("retryable", True)))
-        return self.finish()
-
-    def on_timer(self) -> Decision:
-        data = self.event.data
-        kind, name = data.get("kind"), data.get("step")
-        attempt, undo = data.get("attempt"), bool(data.get("compensating"))
-        if kind == TimerKind.DEADLINE:
-            return self.on_deadline()
-        if not isinstance(name, str) or name not in self.steps:
-            return self.ignore(f"timer for unknown step {name!r}")
-        step_state = self.steps[name]
-        waiting_retry = step_state.retry_due is not None
-        if not self.in_flight(name, undo):
-            return self.ignore(f"stale {kind} timer: step {name!r} is {step_state.status.value}")
-        current = self.attempt_of(name, undo)
-        if kind == TimerKind.RETRY and waiting_retry and attempt == current + 1:
-            self.notes.append(f"{name}: retry {attempt}")
-            self.start_attempt(name, attempt, undo)
-        elif kind == TimerKind.TIMEOUT and not waiting_retry and attempt == current:
-            timeout = self.spec(name, undo).timeout
-            assert timeout is not None, "only a step with a timeout has a timeout timer"
-            error = f"timed out after {format_duration(timeout)}"
-            self.fail(name, undo, error, retryable=True, timer_fired=True)
-        elif kind == TimerKind.DELAY and not waiting_retry and attempt == current:
-            self.succeed(name, undo, {})
-        else:
-            return self.ignore(f"stale {kind} timer for attempt {attempt} of step {name!r}")
-        return self.finish()
-
-    def on_deadline(self) -> Decision:
-        deadline = self.definition.deadline
-        reason = f"deadline of {format_duration(deadline) if deadline else '?'} passed"
-        if self.status == InstanceStatus.RUNNING:
-            if self.past_pivot():
-                return self.ignore(f"{reason} after the pivot: the saga can only go forward")
-            self.begin_compensation(reason)
-        elif self.reason == reason:
-            return self.ignore("deadline already passed")  # the one deadline timer, again
-        elif self.status == InstanceStatus.COMPENSATING:
-            # Steps still in flight would hold compensation back for good: stop waiting for them.
-            in_flight = [n for n, s in self.steps.items() if s.status == StepStatus.RUNNING]
-            if not in_flight:
-                return self.ignore("deadline passed while compensating")
-            for name in in_flight:
-                self.set_step(name, status=StepStatus.FAILED, error="deadline passed")
-        return self.finish()
-
-    def on_message(self) -> Decision:
-        kind = self.event.event_type
-        mismatch = None  # parallel steps may share a reply type: the causation picks the step
-        for step in self.definition.steps:
-            for undo in (False, True):
-                spec = step.compensation if undo else step
-                if spec is None or not self.awaits(step.name, undo):
-                    continue
-                outcome = _reply_kind(spec, kind)
-                if outcome is None:
-                    continue
-                expected = self.action_id(step.name, self.attempt_of(step.name, undo), undo)
-                cause = self.event.causation_id
-                if isinstance(spec.action, Command) and cause and cause != expected:
-                    mismatch = mismatch or (
-                        f"reply to {cause!r}, step {step.name!r} awaits {expected!r}"
-                    )
-                    continue
-                if outcome:
-                    self.succeed(step.name, undo, dict(self.event.data))
-                else:
-                    reason = self.event.data.get("reason") or self.event.data.get("error")
-                    error = f"{kind}" + (f": {reason}" if reason else "")
-                    self.fail(step.name, undo, error, retryable=False)
-                return self.finish()
-        return self.ignore(mismatch or f"no step is waiting for {kind}")
-
     # -- step lifecycle -------------------------------------------------------------------
 
     def advance(self) -> None:
@@ -177,8 +79,12 @@ class Transition:
             progress = False
             if self.status == InstanceStatus.RUNNING:
                 progress = self.start_ready_steps()
+                if self.status != InstanceStatus.RUNNING:
+                    continue  # a `when:` that failed began compensation
                 if all(s.status in _DONE for s in self.steps.values()):
                     self.end(InstanceStatus.COMPLETED, None)
+                elif self.settled_after_failure():
+                    self.end(InstanceStatus.FAILED, self.reason)
             elif self.status == InstanceStatus.COMPENSATING:
                 progress = self.start_next_compensation()
 
@@ -199,12 +105,9 @@ class Transition:
                     error = f"when: {exc}"
                     self.set_step(step.name, status=StepStatus.FAILED, error=error)
                     if step.name in after_pivot(self.definition):
-                        self.end(
-                            InstanceStatus.FAILED,
-                            f"step {step.name!r} after the pivot gave up: {error}",
-                        )
-                    else:
-                        self.begin_compensation(f"step {step.name!r}: {error}")
+                        self.gave_up_after_pivot(step.name, error)
+                        continue
+                    self.begin_compensation(f"step {step.name!r}: {error}")
                     break
                 if not run:
                     self.set_step(step.name, status=StepStatus.SKIPPED, finished_at=self.now)
@@ -214,16 +117,39 @@ class Transition:
         return started
 
     def start_next_compensation(self) -> bool:
+        """Start the compensation of the latest step in ``completed`` that may have done its
+        work and is not undone yet; compensations run one at a time. A compensation run again
+        (a late success) takes the next attempt number, so its command gets a new id."""
         busy = (StepStatus.RUNNING, StepStatus.COMPENSATING)
         if any(s.status in busy for s in self.steps.values()):
             return False
         for name in reversed(self.completed):
+            step = self.steps[name]
             undoable = self.definition.step(name).compensation is not None
-            if undoable and self.steps[name].status == StepStatus.SUCCEEDED:
-                self.start_attempt(name, 1, undo=True)
+            if undoable and (step.status == StepStatus.SUCCEEDED or self.owes_undo(name)):
+                self.start_attempt(name, step.undo_attempt + 1, undo=True)
                 return True
         self.end(InstanceStatus.COMPENSATED, self.reason)
         return False
+
+    def owes_undo(self, name: str) -> bool:
+        """Whether step ``name`` was given up (failed or interrupted) with an unknown outcome
+        and its compensation has not started yet."""
+        step = self.steps[name]
+        given_up = step.status in (StepStatus.FAILED, StepStatus.INTERRUPTED)
+        return given_up and step.outcome_unknown and step.undo_attempt == 0
+
+    def settled_after_failure(self) -> bool:
+        """Whether a step after the pivot gave up and nothing is in flight any more: the
+        instance then fails (an operator decides). Parallel steps still in flight settle first."""
+        steps = self.steps.values()
+        gave_up = any(step.status == StepStatus.FAILED for step in steps)
+        return gave_up and not any(step.status == StepStatus.RUNNING for step in steps)
+
+    def gave_up_after_pivot(self, name: str, error: str) -> None:
+        """Step ``name`` after the pivot gave up: the first such step names the reason the
+        instance fails with, once steps still in flight settled."""
+        self.reason = self.reason or f"step {name!r} after the pivot gave up: {error}"
 
     def start_attempt(self, name: str, attempt: int, undo: bool) -> None:
         spec = self.spec(name, undo)
@@ -249,6 +175,7 @@ class Transition:
                         attempt=attempt,
                         compensating=undo,
                         idempotency_key=action_id,
+                        step_key=self.step_key(name, undo),
                     )
                 )
                 self.notes.append(f"{label}: handler {handler} (attempt {attempt})")
@@ -280,6 +207,8 @@ class Transition:
             correlation_id=self.original.correlation_key,
             causation_id=self.event.event_id,
             saga_id=self.original.saga_id,
+            idempotency_key=self.step_key(name, undo),
+            attempt=attempt,
         )
         self.effects.append(PublishCommand(step=name, compensating=undo, command=event))
         self.notes.append(f"{label}: command {command.type} (attempt {attempt})")
@@ -289,11 +218,23 @@ class Transition:
     def succeed(self, name: str, undo: bool, result: dict[str, Any]) -> None:
         self.cancel_timer(TimerKind.TIMEOUT, name, self.attempt_of(name, undo), undo)
         self.data.update(result)
+        if undo and self.steps[name].undo_again:
+            # A success came while this compensation ran: undo once more, after it.
+            self.set_step(name, status=StepStatus.SUCCEEDED, undo_again=False, error=None)
+            self.completed.append(name)
+            self.notes.append(f"{name}: compensated; compensating once more (a late success)")
+            return
         if undo:
             self.set_step(name, status=StepStatus.COMPENSATED, finished_at=self.now, error=None)
             self.notes.append(f"{name}: compensated")
             return
-        self.set_step(name, status=StepStatus.SUCCEEDED, finished_at=self.now, error=None)
+        self.set_step(
+            name,
+            status=StepStatus.SUCCEEDED,
+            finished_at=self.now,
+            error=None,
+            outcome_unknown=False,
+        )
         self.completed.append(name)
         self.notes.append(f"{name}: succeeded")
 
@@ -305,6 +246,9 @@ class Transition:
         attempt = self.attempt_of(name, undo)
         if not timer_fired:
             self.cancel_timer(TimerKind.TIMEOUT, name, attempt, undo)
+        elif not undo and isinstance(spec.action, HandlerCall | Command):
+            # No answer in time: the participant may still have done the work.
+            self.set_step(name, outcome_unknown=True)
         label = f"{'compensation of ' if undo else ''}{name}"
         may_retry = undo or self.status == InstanceStatus.RUNNING
         if retryable and may_retry and attempt < spec.retry.attempts:
@@ -317,27 +261,49 @@ class Transition:
         self.set_step(name, status=StepStatus.FAILED, finished_at=self.now, error=error)
         if undo:
             self.end(InstanceStatus.FAILED, f"compensation of {name!r} gave up: {error}")
-        elif self.status != InstanceStatus.RUNNING:
-            return  # an in-flight step settled while compensating
-        elif name in after_pivot(self.definition):
-            self.end(InstanceStatus.FAILED, f"step {name!r} after the pivot gave up: {error}")
-        else:
+            return
+        if self.steps[name].outcome_unknown:
+            self.completed.append(name)  # it may have been done: undone with the others
+        if name in after_pivot(self.definition):
+            self.gave_up_after_pivot(name, error)
+        elif self.status == InstanceStatus.RUNNING:
             self.begin_compensation(f"step {name!r} failed: {error}")
 
     def begin_compensation(self, reason: str) -> None:
+        """Compensate from now on. Compensation never waits for steps in flight: each is
+        interrupted (its timers dropped, its late replies ignored) and, when it may have done
+        its work, compensated with the completed steps; steps not started never will be."""
         self.status, self.reason = InstanceStatus.COMPENSATING, reason
         self.notes.append(f"compensating: {reason}")
         for name, step_state in self.steps.items():
-            if step_state.status != StepStatus.RUNNING:
-                continue
-            spec = self.spec(name, False)
-            if step_state.retry_due is not None:
-                self.cancel_timer(TimerKind.RETRY, name, step_state.attempt + 1, False)
-                self.set_step(name, status=StepStatus.FAILED, retry_due=None, finished_at=self.now)
-            elif isinstance(spec.action, Wait | Delay):
-                self.cancel_timer(TimerKind.TIMEOUT, name, step_state.attempt, False)
-                self.cancel_timer(TimerKind.DELAY, name, step_state.attempt, False)
-                self.set_step(name, status=StepStatus.SKIPPED, finished_at=self.now)
+            if step_state.status == StepStatus.PENDING:
+                self.set_step(name, status=StepStatus.NOT_RUN)
+            elif step_state.status == StepStatus.RUNNING:
+                self.interrupt(name)
+
+    def interrupt(self, name: str) -> None:
+        """Stop step ``name``, in flight when compensation began."""
+        step_state = self.steps[name]
+        action = self.spec(name, False).action
+        unknown = step_state.outcome_unknown
+        if step_state.retry_due is not None:
+            self.cancel_timer(TimerKind.RETRY, name, step_state.attempt + 1, False)
+        else:
+            self.cancel_timer(TimerKind.TIMEOUT, name, step_state.attempt, False)
+            self.cancel_timer(TimerKind.DELAY, name, step_state.attempt, False)
+            unknown = unknown or isinstance(action, HandlerCall | Command)
+        self.set_step(
+            name,
+            status=StepStatus.INTERRUPTED,
+            retry_due=None,
+            finished_at=self.now,
+            outcome_unknown=unknown,
+        )
+        if unknown:
+            self.completed.append(name)
+        undone = unknown and self.definition.step(name).compensation is not None
+        why = " (its outcome is unknown: compensated too)" if undone else ""
+        self.notes.append(f"{name}: interrupted{why}")
 
     def end(self, status: InstanceStatus, reason: str | None) -> None:
         self.status, self.reason = status, reason
@@ -385,11 +351,18 @@ class Transition:
         self.steps[name] = self.steps[name].model_copy(update=changes)
 
     def action_id(self, name: str, attempt: int, undo: bool) -> str:
-        return f"{self.original.saga_id}/{name}/{'undo/' if undo else ''}{attempt}"
+        """The id of one attempt: ``<step key>/<attempt>``."""
+        return f"{self.step_key(name, undo)}/{attempt}"
+
+    def step_key(self, name: str, undo: bool) -> str:
+        """The idempotency key every attempt of step ``name``'s action (or compensation)
+        shares, so a participant can deduplicate across retries."""
+        return f"{self.original.saga_id}/{name}{'/undo' if undo else ''}"
 
     def timer_id(self, kind: TimerKind, name: str | None, attempt: int, undo: bool) -> str:
-        if name is None:
-            return f"{self.original.saga_id}/{kind.value}"
+        if name is None:  # the saga deadline, numbered once an operator re-armed it
+            armed = f"/{self.deadline_armed}" if self.deadline_armed else ""
+            return f"{self.original.saga_id}/{kind.value}{armed}"
         return f"{self.action_id(name, attempt, undo)}/{kind.value}"
 
     def schedule(
@@ -413,7 +386,13 @@ class Transition:
                 return
             if kind == TimerKind.DELAY and not isinstance(spec.action, Delay):
                 return
-        self.effects.append(CancelTimer(timer_id=self.timer_id(kind, name, attempt, undo)))
+        timer_id = self.timer_id(kind, name, attempt, undo)
+        scheduled = [e for e in self.effects if isinstance(e, ScheduleTimer)]
+        if any(timer.timer_id == timer_id for timer in scheduled):
+            # Scheduled by this very decision: it is simply not scheduled.
+            self.effects = [e for e in self.effects if getattr(e, "timer_id", None) != timer_id]
+            return
+        self.effects.append(CancelTimer(timer_id=timer_id))
 
     def backoff(self, spec: ActionSpec, name: str, attempt: int) -> timedelta:
         """The retry delay, with jitter derived from the ids so a replay computes the same."""
@@ -421,20 +400,6 @@ class Transition:
         seed = f"{self.original.saga_id}/{name}/{attempt}".encode()
         fraction = int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest()) / 2**64
         return base * (1 + spec.retry.jitter * (2 * fraction - 1))
-
-
-def _reply_kind(spec: ActionSpec, event_type: str) -> bool | None:
-    """True for a success reply to ``spec``, False for a failure reply, None when unrelated."""
-    action = spec.action
-    if isinstance(action, Command):
-        success, failure = action.success, action.failure
-    elif isinstance(action, Wait):
-        success, failure = action.event, action.failure
-    else:
-        return None
-    if event_type in success:
-        return True
-    return False if event_type in failure else None
 
 
 def after_pivot(definition: SagaDefinition) -> set[str]:

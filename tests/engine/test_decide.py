@@ -356,7 +356,7 @@ def test_a_declined_payment_releases_the_inventory_only() -> None:
     assert statuses(order.state) == {
         "reserve_inventory": "compensated",
         "take_payment": "failed",
-        "ship": "pending",
+        "ship": "not_run",  # never ran: compensation cut the saga short
     }
     assert not any(isinstance(e, InvokeHandler) and e.compensating for e in order.effects)
 
@@ -527,7 +527,7 @@ def test_a_handler_whose_retries_are_spent_fails_its_step() -> None:
     assert order.state.reason == "step 'take_payment' failed: connection reset"
 
 
-def test_a_command_that_times_out_is_retried_with_growing_back_off_then_compensated() -> None:
+def test_a_command_that_times_out_is_retried_with_growing_back_off_then_undone() -> None:
     order = Instance(ORDER, ORDER_DATA)
     policy = ORDER.step("reserve_inventory").retry  # 3 attempts, 1s then 2s, ±10 %
 
@@ -545,9 +545,12 @@ def test_a_command_that_times_out_is_retried_with_growing_back_off_then_compensa
 
     order.fire("reserve_inventory/3/timeout")
 
-    # Nothing completed, so there is nothing to undo: the saga is compensated at once.
-    assert effects_of(order) == ["cancel deadline", "finish compensated"]
+    # No answer is no proof that nothing was reserved: the reservation is released too.
+    assert effects_of(order) == ["publish ReleaseInventory reserve_inventory/undo/1"]
     assert order.state.reason == "step 'reserve_inventory' failed: timed out after 30s"
+    assert order.state.step("reserve_inventory").outcome_unknown
+    order.reply("InventoryReleased", "reserve_inventory", undo=True)
+    assert order.state.status == InstanceStatus.COMPENSATED
 
 
 def test_the_retry_back_off_is_the_same_when_the_decision_is_replayed() -> None:
@@ -795,24 +798,83 @@ def test_the_saga_deadline_while_waiting_compensates() -> None:
     assert trip.state.status == InstanceStatus.COMPENSATING
     assert trip.state.reason is not None
     assert trip.state.reason.startswith("deadline of")
-    assert trip.state.step("manager_approval").status == StepStatus.SKIPPED
+    assert trip.state.step("manager_approval").status == StepStatus.INTERRUPTED
     decided = effects_of(trip)
     assert "cancel manager_approval/1/timeout" in decided
     assert decided[-1] == "invoke cancel_car book_car/undo/1"
     assert not any(line.startswith(("publish", "invoke")) for line in decided[:-1])
 
 
-def test_the_deadline_during_compensation_stops_waiting_for_steps_in_flight() -> None:
+def test_compensation_interrupts_a_step_in_flight_and_undoes_it_first() -> None:
     trip = Instance(TRAVEL, TRIP_DATA)
     trip.reply("FlightBooked", "book_flight")
+
     trip.reply("HotelUnavailable", "book_hotel")
+
+    # The car is still being booked: compensation does not wait for it. It may have been
+    # booked, so it is cancelled too, first (it started last).
     assert trip.state.status == InstanceStatus.COMPENSATING
-    assert effects_of(trip) == ["cancel book_hotel/1/timeout"]  # the car is still being booked
+    assert trip.state.step("book_car").outcome_unknown
+    assert effects_of(trip) == [
+        "cancel book_hotel/1/timeout",
+        "cancel book_car/1/timeout",
+        "invoke cancel_car book_car/undo/1",
+    ]
+    assert "book_car: interrupted (its outcome is unknown: compensated too)" in trip.decision.note
+    assert_ignored(trip.fire("deadline"), trip.state, "while compensating")
 
-    trip.fire("deadline")
 
-    assert trip.state.step("book_car").status == StepStatus.FAILED
+def test_a_late_success_during_its_compensation_undoes_the_step_once_more() -> None:
+    trip = Instance(TRAVEL, TRIP_DATA)
+    trip.reply("FlightBooked", "book_flight")
+    trip.reply("HotelUnavailable", "book_hotel")  # interrupts the car booking, cancels it
+
+    # The car was booked after all, and the rental firm may have seen the cancellation first.
+    late = trip.handler_returns("book_car", {"carRef": "c-9"})
+
+    assert "its compensation will run once more" in late.note
+    assert "carRef" not in trip.state.data  # a late reply never moves the saga forward
+    assert effects_of(trip) == []
+    trip.handler_returns("book_car", undo=True)
+    assert effects_of(trip) == ["invoke cancel_car book_car/undo/2"]
+    trip.handler_returns("book_car", undo=True, attempt=2)
     assert effects_of(trip) == ["publish CancelFlight book_flight/undo/1"]
+    trip.reply("FlightCancelled", "book_flight", undo=True)
+    assert trip.state.status == InstanceStatus.COMPENSATED
+    assert statuses(trip.state) == {
+        "book_flight": "compensated",
+        "book_hotel": "failed",
+        "book_car": "compensated",
+        "manager_approval": "not_run",
+        "charge_customer": "not_run",
+        "send_itinerary": "not_run",
+    }
+
+
+def test_a_success_after_the_saga_ended_compensated_undoes_the_step_it_reports() -> None:
+    # The hotel answered after its step had timed out: the saga compensated the flight and,
+    # not knowing, the hotel too; the late "booked" may have crossed the cancellation.
+    trip = Instance(TRAVEL, TRIP_DATA)
+    trip.reply("FlightBooked", "book_flight")
+    trip.handler_returns("book_car")
+    trip.fire("book_hotel/1/timeout")
+    assert effects_of(trip) == ["publish CancelHotel book_hotel/undo/1"]
+    trip.reply("HotelCancelled", "book_hotel", undo=True)
+    trip.handler_returns("book_car", undo=True)
+    trip.reply("FlightCancelled", "book_flight", undo=True)
+    assert trip.state.status == InstanceStatus.COMPENSATED
+
+    late = trip.reply("HotelBooked", "book_hotel")
+
+    assert not late.ignored
+    assert "late success of step 'book_hotel' (compensated): it will be compensated" in late.note
+    assert trip.state.status == InstanceStatus.COMPENSATING
+    assert effects_of(trip) == ["publish CancelHotel book_hotel/undo/2"]
+    trip.reply("HotelCancelled", "book_hotel", undo=True, attempt=2)
+    assert trip.state.status == InstanceStatus.COMPENSATED
+    assert effects_of(trip)[-1] == "finish compensated"
+    again = trip.state
+    assert_ignored(trip.reply("HotelBooked", "book_hotel"), again, "known already")
 
 
 # -- after the end -------------------------------------------------------------------------
@@ -895,12 +957,12 @@ def test_a_reply_caused_by_no_awaited_command_names_what_each_step_awaits() -> N
 
 
 def test_the_deadline_delivered_twice_changes_nothing_the_second_time() -> None:
-    # The deadline starts compensation, which waits for the payment handler in flight.
+    # The deadline starts compensation, which interrupts the payment handler in flight.
     order = Instance(ORDER, ORDER_DATA)
     order.reply("InventoryReserved", "reserve_inventory")
     deadline = order.fire("deadline")
     assert not deadline.ignored
-    assert order.state.step("take_payment").status == StepStatus.RUNNING
+    assert order.state.step("take_payment").outcome_unknown  # and its refund started
     before = order.state
 
     again = order.fire("deadline")
@@ -994,6 +1056,7 @@ def test_a_failing_when_before_the_pivot_compensates() -> None:
 
     assert saga.state.status == InstanceStatus.COMPENSATING
     assert saga.state.step("gift").status == StepStatus.FAILED
+    assert saga.state.step("charge").status == StepStatus.NOT_RUN
     assert saga.state.reason is not None
     assert saga.state.reason.startswith("step 'gift': when:")
     assert effects_of(saga) == ["publish Release reserve/undo/1"]

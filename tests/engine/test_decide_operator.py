@@ -220,7 +220,11 @@ def test_retry_of_a_failed_step_after_the_pivot_runs_it_again_and_completes() ->
     decision = act(saga, RETRY, reason="address fixed")
 
     assert not decision.ignored
-    assert effects_of(saga) == ["schedule ship/2/timeout", "publish ShipOrder ship/2"]
+    assert effects_of(saga) == [
+        "schedule deadline/1",
+        "schedule ship/2/timeout",
+        "publish ShipOrder ship/2",
+    ]
     assert saga.timer("ship/2/timeout").due_at == saga.now + timedelta(minutes=5)
     assert published(saga, "ship/2").command.data == {"id": "x-1"}
     assert saga.state.status == InstanceStatus.RUNNING
@@ -231,9 +235,10 @@ def test_retry_of_a_failed_step_after_the_pivot_runs_it_again_and_completes() ->
         "ship": "running",
     }
     assert saga.state.step("ship").attempt == 2
-    # The deadline is not re-armed: the one scheduled at the start is the only one.
+    # The deadline is re-armed, from the retry on, under a new timer id.
     deadlines = [e for e in saga.effects if isinstance(e, ScheduleTimer) and e.kind == "deadline"]
-    assert [d.due_at for d in deadlines] == [T0 + timedelta(hours=1)]
+    assert [d.due_at for d in deadlines] == [T0 + timedelta(hours=1), saga.now + timedelta(hours=1)]
+    assert saga.state.deadline_armed == 1
 
     before = saga.state
     late = saga.reply("ShipmentFailed", "ship", attempt=1)
@@ -241,7 +246,7 @@ def test_retry_of_a_failed_step_after_the_pivot_runs_it_again_and_completes() ->
 
     saga.reply("OrderShipped", "ship", attempt=2, data={"trackingNumber": "z-3"})
 
-    assert effects_of(saga) == ["cancel ship/2/timeout", "cancel deadline", "finish completed"]
+    assert effects_of(saga) == ["cancel ship/2/timeout", "cancel deadline/1", "finish completed"]
     assert saga.state.status == InstanceStatus.COMPLETED
     assert saga.state.data["trackingNumber"] == "z-3"
 
@@ -381,29 +386,28 @@ def test_operator_events_have_the_types_of_their_actions() -> None:
 # -- compensate ----------------------------------------------------------------------------
 
 
-def test_compensate_a_running_saga_awaits_the_step_in_flight_then_undoes_in_reverse() -> None:
+def test_compensate_a_running_saga_interrupts_the_step_in_flight_and_undoes_it_first() -> None:
     order = paying_order()
 
     decision = act(order, COMPENSATE, reason="customer cancelled")
 
+    # The payment handler is in flight: compensation does not wait for it. It may have taken
+    # the money, so it is refunded first, then the inventory released.
     assert not decision.ignored
-    assert effects_of(order) == []  # the payment handler is in flight: it is awaited
-    assert order.state.status == InstanceStatus.COMPENSATING
-    assert order.state.reason == "compensation requested by alice (customer cancelled)"
-    assert statuses(order.state) == {
-        "reserve_inventory": "succeeded",
-        "take_payment": "running",
-        "ship": "pending",
-    }
-    assert "compensate by alice (customer cancelled)" in decision.note
-
-    order.handler_returns("take_payment", {"paymentId": "p-7"})
-
-    # The payment went through meanwhile: it is refunded first, then the inventory released.
     assert effects_of(order) == [
         "cancel take_payment/1/timeout",
         "invoke refund_payment take_payment/undo/1",
     ]
+    assert order.state.status == InstanceStatus.COMPENSATING
+    assert order.state.reason == "compensation requested by alice (customer cancelled)"
+    assert statuses(order.state) == {
+        "reserve_inventory": "succeeded",
+        "take_payment": "compensating",
+        "ship": "not_run",
+    }
+    assert "compensate by alice (customer cancelled)" in decision.note
+    assert "take_payment: interrupted" in decision.note
+
     order.handler_returns("take_payment", undo=True)
     assert effects_of(order) == ["publish ReleaseInventory reserve_inventory/undo/1"]
     order.reply("InventoryReleased", "reserve_inventory", undo=True)
@@ -412,7 +416,7 @@ def test_compensate_a_running_saga_awaits_the_step_in_flight_then_undoes_in_reve
     assert statuses(order.state) == {
         "reserve_inventory": "compensated",
         "take_payment": "compensated",
-        "ship": "pending",
+        "ship": "not_run",
     }
     assert not any(isinstance(e, PublishCommand) and e.step == "ship" for e in order.effects)
 
@@ -427,10 +431,11 @@ def test_compensate_while_a_step_waits_for_its_retry_drops_the_retry() -> None:
         "publish ReleaseInventory reserve_inventory/undo/1",
     ]
     assert order.state.reason == "compensation requested by alice"
+    # The payment's one attempt failed (known): nothing to refund.
     assert statuses(order.state) == {
         "reserve_inventory": "compensating",
-        "take_payment": "failed",
-        "ship": "pending",
+        "take_payment": "interrupted",
+        "ship": "not_run",
     }
 
 
@@ -457,18 +462,19 @@ def test_compensate_a_saga_that_is_not_running_is_refused(where: str) -> None:
     refused(order, COMPENSATE, f"the saga is {where}: only a running saga can be compensated")
 
 
-def test_compensate_parallel_bookings_waits_for_all_in_flight_then_undoes_each() -> None:
+def test_compensate_parallel_bookings_interrupts_all_in_flight_and_undoes_each() -> None:
     trip = Instance(TRAVEL, TRIP_DATA)
     trip.reply("FlightBooked", "book_flight")
 
     act(trip, COMPENSATE, reason="trip called off")
 
-    assert effects_of(trip) == []  # hotel and car are in flight
+    # Hotel and car are in flight: both interrupted, both may have been booked.
+    assert effects_of(trip) == [
+        "cancel book_hotel/1/timeout",
+        "cancel book_car/1/timeout",
+        "invoke cancel_car book_car/undo/1",
+    ]
     assert trip.state.status == InstanceStatus.COMPENSATING
-    trip.reply("HotelBooked", "book_hotel")
-    assert effects_of(trip) == ["cancel book_hotel/1/timeout"]  # the car is still in flight
-    trip.handler_returns("book_car")
-    assert effects_of(trip) == ["cancel book_car/1/timeout", "invoke cancel_car book_car/undo/1"]
     trip.handler_returns("book_car", undo=True)
     assert effects_of(trip) == ["publish CancelHotel book_hotel/undo/1"]
     trip.reply("HotelCancelled", "book_hotel", undo=True)
@@ -476,7 +482,7 @@ def test_compensate_parallel_bookings_waits_for_all_in_flight_then_undoes_each()
     trip.reply("FlightCancelled", "book_flight", undo=True)
     assert effects_of(trip) == ["cancel deadline", "finish compensated"]
     assert trip.state.reason == "compensation requested by alice (trip called off)"
-    assert trip.state.step("manager_approval").status == StepStatus.PENDING
+    assert trip.state.step("manager_approval").status == StepStatus.NOT_RUN
 
 
 # -- cancel --------------------------------------------------------------------------------
@@ -558,6 +564,7 @@ def test_resume_a_cancelled_saga_runs_the_handler_in_flight_again_as_a_new_attem
 
     assert not decision.ignored
     assert effects_of(order) == [
+        "schedule deadline/1",
         "schedule take_payment/2/timeout",
         "invoke take_payment take_payment/2",
     ]
@@ -588,6 +595,7 @@ def test_resume_a_cancelled_saga_publishes_the_command_in_flight_under_a_new_id(
     act(order, RESUME)
 
     assert effects_of(order) == [
+        "schedule deadline/1",
         "schedule reserve_inventory/2/timeout",
         "publish ReserveInventory reserve_inventory/2",
     ]
@@ -630,6 +638,7 @@ def test_resume_parallel_bookings_restarts_each_of_them() -> None:
 
     # The hotel is booked; the flight's retry and the car, in flight, start again.
     assert effects_of(trip) == [
+        "schedule deadline/1",
         "schedule book_flight/2/timeout",
         "publish BookFlight book_flight/2",
         "schedule book_car/2/timeout",
@@ -725,8 +734,9 @@ def test_skip_a_failed_step_after_the_pivot_completes_a_failed_saga() -> None:
 
     decision = act(saga, SKIP, step="ship", data={"trackingNumber": "by-hand"})
 
+    # Revived and completed at once: the deadline re-armed by the revival is never scheduled.
     assert not decision.ignored
-    assert effects_of(saga) == ["cancel deadline", "finish completed"]
+    assert effects_of(saga) == ["finish completed"]
     assert saga.state.status == InstanceStatus.COMPLETED
     assert saga.state.reason is None
     assert saga.state.data["trackingNumber"] == "by-hand"
@@ -832,78 +842,74 @@ steps:
     retry: {attempts: 3, initial_delay: 10s, jitter: 0}
 """
 )
-"""Two parallel steps after the pivot: when one gives up the saga fails, the other one stays
-as it stood (in flight, or waiting for a retry whose timer the failure dropped)."""
+"""Two parallel steps after the pivot: when one gives up, the other one settles (its reply,
+its retries) before the saga fails; nothing is left in flight in a failed saga."""
 
 
-def forked_after_pivot(deliver: str) -> Instance:
+def mail_failed_after_pivot(deliver: str) -> Instance:
     saga = Instance(FORK_AFTER_PIVOT, {"id": "f-1"})
     saga.handler_returns("charge")
     if deliver == "waits for its retry":
         saga.fire("deliver/1/timeout")
     saga.reply("MailFailed", "mail")
-    assert saga.state.status == InstanceStatus.FAILED
+    assert saga.state.status == InstanceStatus.RUNNING  # the delivery is still going on
+    assert saga.state.reason == "step 'mail' after the pivot gave up: MailFailed"
     assert saga.state.step("deliver").status == StepStatus.RUNNING
     return saga
 
 
 @pytest.mark.parametrize("deliver", ["in flight", "waits for its retry"])
-@pytest.mark.parametrize("action", [RETRY, SKIP])
-def test_a_failed_saga_going_on_runs_again_the_parallel_step_it_left(
-    action: OperatorAction, deliver: str
-) -> None:
-    saga = forked_after_pivot(deliver)
+def test_a_parallel_step_after_the_pivot_settles_before_the_saga_fails(deliver: str) -> None:
+    saga = mail_failed_after_pivot(deliver)
+    attempt = 1
     if deliver == "waits for its retry":
-        # The failure dropped the retry timer: without a new attempt it would wait forever.
-        assert effects_of(saga) == ["cancel deliver/2/retry", "finish failed"]
-        restart = ["schedule deliver/2/timeout", "publish Deliver deliver/2"]
-    else:
-        # Its reply or timeout, had it come while the saga was failed, was ignored.
-        assert effects_of(saga) == ["finish failed"]
-        restart = [
-            "cancel deliver/1/timeout",
-            "schedule deliver/2/timeout",
-            "publish Deliver deliver/2",
-        ]
+        saga.fire("deliver/2/retry")
+        attempt = 2
 
-    act(saga, action, step="mail")
+    saga.reply("Delivered", "deliver", attempt=attempt)
 
-    if action == RETRY:
-        assert effects_of(saga) == [*restart, "publish Mail mail/2"]
-        saga.reply("Mailed", "mail", attempt=2)
-    else:
-        assert effects_of(saga) == restart
-        assert saga.state.step("mail").status == StepStatus.SUCCEEDED
-    assert saga.state.status == InstanceStatus.RUNNING
-    assert saga.state.step("deliver").attempt == 2
-    assert saga.state.step("deliver").retry_due is None
-    saga.reply("Delivered", "deliver", attempt=2)
-    assert status_of(saga) == InstanceStatus.COMPLETED
-
-
-def test_skip_the_parallel_step_a_failed_saga_left_keeps_it_failed_by_the_other() -> None:
-    saga = forked_after_pivot("in flight")
-
-    decision = act(saga, SKIP, step="deliver")
-
-    # The mail still failed the saga: it stays failed, and the operator is not done yet.
-    assert not decision.ignored
-    assert effects_of(saga) == ["cancel deliver/1/timeout"]
     assert saga.state.status == InstanceStatus.FAILED
+    assert effects_of(saga)[-1] == "finish failed"
     assert saga.state.reason == "step 'mail' after the pivot gave up: MailFailed"
-    assert saga.state.step("deliver").status == StepStatus.SUCCEEDED
+    assert statuses(saga.state) == {"charge": "succeeded", "mail": "failed", "deliver": "succeeded"}
 
     act(saga, RETRY, step="mail")
 
-    assert effects_of(saga) == ["publish Mail mail/2"]
+    assert effects_of(saga) == ["publish Mail mail/2"]  # the delivery is not sent again
     saga.reply("Mailed", "mail", attempt=2)
     assert status_of(saga) == InstanceStatus.COMPLETED
 
 
+def test_skip_the_parallel_step_still_running_fails_the_saga_by_the_other() -> None:
+    saga = mail_failed_after_pivot("in flight")
+
+    decision = act(saga, SKIP, step="deliver")
+
+    # Nothing else is in flight: the mail failed the saga, and the operator is not done yet.
+    assert not decision.ignored
+    assert effects_of(saga) == ["cancel deliver/1/timeout", "finish failed"]
+    assert saga.state.status == InstanceStatus.FAILED
+    assert saga.state.reason == "step 'mail' after the pivot gave up: MailFailed"
+    assert saga.state.step("deliver").status == StepStatus.SUCCEEDED
+
+    act(saga, SKIP, step="mail")
+
+    assert status_of(saga) == InstanceStatus.COMPLETED
+
+
+def both_failed_after_pivot() -> Instance:
+    saga = mail_failed_after_pivot("in flight")
+    for attempt in (1, 2, 3):
+        saga.fire(f"deliver/{attempt}/timeout")
+        if attempt < 3:
+            saga.fire(f"deliver/{attempt + 1}/retry")
+    assert saga.state.status == InstanceStatus.FAILED
+    assert statuses(saga.state) == {"charge": "succeeded", "mail": "failed", "deliver": "failed"}
+    return saga
+
+
 def test_retry_of_one_of_two_failed_steps_after_the_pivot_is_refused() -> None:
-    saga = forked_after_pivot("in flight")
-    deliver = saga.state.step("deliver").model_copy(update={"status": StepStatus.FAILED})
-    saga.state = saga.state.model_copy(update={"steps": saga.state.steps | {"deliver": deliver}})
+    saga = both_failed_after_pivot()
 
     refused(
         saga,
@@ -914,27 +920,26 @@ def test_retry_of_one_of_two_failed_steps_after_the_pivot_is_refused() -> None:
     act(saga, RETRY)
     assert effects_of(saga) == [
         "publish Mail mail/2",
-        "schedule deliver/2/timeout",
-        "publish Deliver deliver/2",
+        "schedule deliver/4/timeout",
+        "publish Deliver deliver/4",
     ]
     assert status_of(saga) == InstanceStatus.RUNNING
 
 
-def test_resume_a_cancelled_failed_saga_runs_again_the_parallel_step_it_left() -> None:
-    saga = forked_after_pivot("in flight")
+def test_resume_a_cancelled_saga_after_the_pivot_runs_again_the_step_in_flight() -> None:
+    saga = mail_failed_after_pivot("in flight")
     act(saga, CANCEL)
     assert effects_of(saga) == ["cancel deliver/1/timeout", "finish cancelled"]
 
     act(saga, RESUME)
 
-    # Once, as attempt 2 (the cancel dropped its timeout; cancelling it again is a no-op).
     assert effects_of(saga) == [
-        "cancel deliver/1/timeout",
         "schedule deliver/2/timeout",
         "publish Deliver deliver/2",
-        "publish Mail mail/2",
     ]
     assert saga.state.status == InstanceStatus.RUNNING
+    saga.reply("Delivered", "deliver", attempt=2)
+    assert status_of(saga) == InstanceStatus.FAILED  # by the mail, as before the cancel
 
 
 def test_skip_a_failed_step_of_a_compensating_saga_is_refused() -> None:
