@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Iterator
 from pathlib import Path as FilePath
 
@@ -9,7 +10,14 @@ import yaml
 
 from sagas.definitions.graph import Path
 from sagas.definitions.model import SagaDefinition
-from sagas.definitions.validate import validate_definition
+from sagas.definitions.validate import MAX_PROBLEMS, validate_definition
+from sagas.definitions.yamltext import (
+    MAX_DEFINITION_BYTES,
+    YAMLTextError,
+    compose_yaml,
+    construct_yaml,
+    decode_text,
+)
 from sagas.errors import DefinitionError, Problem, format_path
 
 __all__ = [
@@ -28,11 +36,22 @@ def load_definition(
 ) -> SagaDefinition:
     """Load and validate the saga definition in a YAML file.
 
-    :raises DefinitionError: every problem of the file, each as ``file:line: field: message``.
+    :raises DefinitionError: every problem of the file, each as ``file:line: field: message``
+        (a file larger than :data:`MAX_DEFINITION_BYTES` or not UTF-8 is one such problem).
     :raises OSError: when the file cannot be read.
     """
     path = FilePath(file)
-    return parse_definition(path.read_text(encoding="utf-8"), str(file), handlers)
+    with path.open("rb") as stream:
+        # Read one byte past the limit rather than trust the size a special file reports.
+        data = stream.read(MAX_DEFINITION_BYTES + 1)
+    if len(data) > MAX_DEFINITION_BYTES:
+        message = f"larger than {MAX_DEFINITION_BYTES:,} bytes; a definition file is smaller"
+        raise DefinitionError([Problem(str(file), None, "(file)", message)])
+    try:
+        text = decode_text(data)
+    except YAMLTextError as exc:
+        raise DefinitionError([Problem(str(file), exc.line, "(file)", exc.message)]) from None
+    return parse_definition(text, str(file), handlers)
 
 
 def parse_definition(
@@ -42,25 +61,14 @@ def parse_definition(
 
     :raises DefinitionError: every problem found.
     """
-    loader = yaml.SafeLoader(text)
     try:
-        node = loader.get_single_node()
-        raw = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        context = exc.context
-        if context and exc.context_mark and exc.context_mark.line + 1 != line:
-            context += f" started on line {exc.context_mark.line + 1}"
-        message = ": ".join(part for part in (context, exc.problem) if part)
-        raise DefinitionError([Problem(source, line, "(yaml)", message)]) from None
-    except yaml.YAMLError as exc:
-        raise DefinitionError([Problem(source, None, "(yaml)", str(exc))]) from None
-    finally:
-        loader.dispose()
+        node = compose_yaml(text)
+        raw = construct_yaml(node) if node is not None else None
+    except YAMLTextError as exc:
+        raise DefinitionError([Problem(source, exc.line, "(yaml)", exc.message)]) from None
     duplicates = [
         Problem(source, line, format_path(path), "duplicate key; YAML keeps only the last one")
-        for path, line in _duplicate_keys(node, ())
+        for path, line in itertools.islice(_duplicate_keys(node, ()), MAX_PROBLEMS)
     ]
 
     def locate(path: Path) -> int | None:
@@ -69,21 +77,27 @@ def parse_definition(
     try:
         definition = validate_definition(raw, source=source, locate=locate, handlers=handlers)
     except DefinitionError as exc:
-        raise DefinitionError(sorted({*duplicates, *exc.problems}, key=_order)) from None
+        # A count of the problems not shown comes last, after MAX_PROBLEMS of them.
+        shown, more = exc.problems[:MAX_PROBLEMS], exc.problems[MAX_PROBLEMS:]
+        raise DefinitionError([*sorted({*duplicates, *shown}, key=_order), *more]) from None
     if duplicates:
         raise DefinitionError(duplicates)
     return definition
 
 
 def definition_files(paths: Collection[str | FilePath]) -> list[FilePath]:
-    """The YAML files named by ``paths``: files as given, folders searched recursively, sorted.
+    """The YAML files named by ``paths``: files as given, folders searched recursively for
+    regular files, sorted.
 
     :raises FileNotFoundError: for a path that does not exist.
     """
     files: list[FilePath] = []
     for entry in map(FilePath, paths):
         if entry.is_dir():
-            files += sorted(p for p in entry.rglob("*") if p.suffix in YAML_SUFFIXES)
+            # Regular files only: a folder or a FIFO named *.yaml is no definition (and
+            # reading a FIFO would wait forever).
+            found = (p for p in entry.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            files += sorted(found)
         elif entry.exists():
             files.append(entry)
         else:

@@ -16,7 +16,10 @@ from sagas.definitions.graph import Path, graph_problems
 from sagas.definitions.schedule import Schedule
 from sagas.errors import DefinitionError, Problem, format_path
 
-__all__ = ["Locate", "validate_definition"]
+__all__ = ["MAX_PROBLEMS", "Locate", "validate_definition"]
+
+MAX_PROBLEMS = 100
+"""The most problems reported for one definition (a count of the others follows them)."""
 
 Locate = Callable[[Path], int | None]
 """Maps a field path to the line that holds it (``None`` when unknown)."""
@@ -43,19 +46,25 @@ def validate_definition(
         raise DefinitionError([problem((), "empty; a saga definition is a mapping of fields")])
     if not isinstance(raw, Mapping):
         raise DefinitionError([problem((), "a saga definition must be a mapping of fields")])
-    problems: list[Problem] = []
+    found: list[tuple[Path, str]] = []
     definition: model.SagaDefinition | None = None
     try:
         definition = model.SagaDefinition.model_validate(raw)
     except ValidationError as exc:
-        problems += [
-            problem(_path(error), _message(error))
-            for error in exc.errors()
+        found += [
+            (_path(error), _message(error))
+            for error in exc.errors(include_url=False)
             if not _counts_only_invalid_items(error)
         ]
-    problems += [problem(path, message) for path, message in graph_problems(raw, handlers)]
-    if problems or definition is None:
-        raise DefinitionError(sorted(set(problems), key=_reading_order))
+    found += graph_problems(raw, handlers)
+    if found or definition is None:
+        # Placing a problem on its line costs a walk of the document: only the problems shown.
+        problems = sorted({problem(path, message) for path, message in found[:MAX_PROBLEMS]})
+        problems.sort(key=_reading_order)
+        if len(found) > MAX_PROBLEMS:
+            more = len(found) - MAX_PROBLEMS
+            problems.append(problem((), f"and {more:,} more problems not shown"))
+        raise DefinitionError(problems)
     return definition
 
 

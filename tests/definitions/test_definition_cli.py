@@ -227,3 +227,41 @@ def test_schema_prints_the_stored_json_schema() -> None:
     stored = (ROOT / "definitions" / "saga.schema.json").read_text(encoding="utf-8")
     assert json.loads(result.stdout) == json_schema() == json.loads(stored)
     assert result.stdout == stored
+
+
+def test_validate_of_a_folder_reports_every_bad_file_and_the_good_one(tmp_path: Path) -> None:
+    ok = ONE_STEP.format(name="good", step="ship", handler="ship")
+    laughs = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n"
+        for a, b in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    files = {
+        "a_good.yaml": ok.encode(),
+        "b_syntax.yml": ok.replace("handler: ship", "handler: {ship").encode(),
+        "c_latin1.yaml": ok.replace("ship", "caf\xe9", 1).encode("latin-1"),
+        "d_laughs.yaml": laughs.encode(),
+        "e_schema.yaml": ok.replace("pivot: true", "pivot: maybe").encode(),
+        "f_nul.yaml": ok.encode() + b"\x00",
+    }
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content)
+    (tmp_path / "folder.yaml").mkdir()  # not a file: skipped
+
+    code, out, err = invoke("validate", str(tmp_path))
+
+    assert (code, err) == (1, [])
+    assert out == [
+        f"{tmp_path}/a_good.yaml: ok: good v1, 1 steps, trigger Started, pivot ship",
+        f"{tmp_path}/b_syntax.yml:7: (yaml): while parsing a flow mapping started on line 6: "
+        "expected ',' or '}', but got ':'",
+        f"{tmp_path}/c_latin1.yaml:5: (file): not UTF-8 text: byte 0xe9 at column 14 "
+        "(save the file as UTF-8)",
+        f"{tmp_path}/d_laughs.yaml:6: (yaml): too large: aliases expand it to more than "
+        "200,000 values",
+        f"{tmp_path}/e_schema.yaml:5: steps[0]: step 'ship' has no compensation, but a later "
+        "failure would have to undo it; add a compensation, or mark it `pivot: true` if it is "
+        "the point of no return",
+        f"{tmp_path}/e_schema.yaml:7: steps[0].pivot: must be a valid boolean, "
+        "unable to interpret input",
+        f"{tmp_path}/f_nul.yaml:8: (yaml): character 0x0000 is not allowed in YAML",
+    ]
