@@ -332,3 +332,35 @@ def test_a_read_only_folder_with_commits_still_in_the_wal_is_a_clear_error_not_a
     finally:
         folder.chmod(0o755)
         shutil.rmtree(folder)
+
+
+def test_the_read_only_server_answers_every_page_from_a_read_only_file(
+    read_only_folder: Path,
+) -> None:
+    """What ``sagas serve --read-only`` serves, on the store it opens: no request writes."""
+    from fastapi.testclient import TestClient
+
+    from sagas.server import create_app
+
+    before = digest(read_only_folder)
+    saga_id = saga_id_for("order_fulfillment", "o-1")
+    store = SQLStore(str(read_only_folder), read_only=True)
+    try:
+        app = create_app(store, token=None, read_only=True, database=str(read_only_folder))
+        with TestClient(app) as client:
+            for path in (
+                "/",
+                f"/instances/{saga_id}",
+                "/definitions",
+                "/api/instances",
+                f"/api/instances/{saga_id}",
+                "/api/definitions",
+                "/api/stats",
+                "/metrics",
+                "/healthz",
+            ):
+                response = client.get(path)
+                assert response.status_code == 200, (path, response.text[:300])
+    finally:
+        store.close()
+    assert digest(read_only_folder) == before
