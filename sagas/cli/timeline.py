@@ -31,6 +31,8 @@ STATUS_STYLE: dict[InstanceStatus | StepStatus, str] = {
     StepStatus.COMPENSATING: "yellow",
     StepStatus.COMPENSATED: "magenta",
     StepStatus.SKIPPED: "dim",
+    StepStatus.INTERRUPTED: "yellow",
+    StepStatus.NOT_RUN: "dim",
 }
 """Colours of the statuses; a status without one is shown plain."""
 
