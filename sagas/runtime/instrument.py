@@ -72,16 +72,18 @@ class Instruments:
 
 
 def log_finished(batch: Batch) -> None:
-    """An INFO line for every instance that ended in ``batch`` (it just committed)."""
+    """An INFO line for every instance that ended in ``batch`` (it just committed); the reason
+    only where DEBUG is logged (it often quotes a participant's answer, the saga's data)."""
     if not log.isEnabledFor(logging.INFO):
         return
+    reasons = log.isEnabledFor(logging.DEBUG)
     for state in batch.finished:
         log.info(
             "saga %s (%s) %s%s",
             state.saga_id,
             state.saga_name,
             state.status.value,
-            f": {state.reason}" if state.reason else "",
+            f": {state.reason}" if state.reason and reasons else "",
             extra=saga_fields(state.saga_id, None, batch.ended_by.get(state.saga_id))
             | {"saga_name": state.saga_name, "status": state.status.value},
         )
