@@ -13,6 +13,7 @@ from rich.console import Console
 from sqlalchemy.engine import make_url
 
 from sagas.errors import SagaError
+from sagas.secrets import mask_urls
 from sagas.store.sql import DEFAULT_DATABASE_URL, SQLStore, database_url
 
 __all__ = ["DB_ENV", "console", "db_option", "open_store", "reports_errors"]
@@ -54,7 +55,7 @@ def open_store(db: str, *, must_exist: bool = False, read_only: bool = False) ->
     try:
         return SQLStore(db, read_only=read_only)
     except SagaError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise click.ClickException(mask_urls(str(exc))) from exc
 
 
 def reports_errors(command: F) -> F:
@@ -65,6 +66,6 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except SagaError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise click.ClickException(mask_urls(str(exc))) from exc
 
     return wrapper  # type: ignore[return-value]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sagas.cli.common import db_option, reports_errors
+from sagas.secrets import mask_url
 from sagas.store.sql import SQLStore
 
 __all__ = ["db"]
@@ -23,7 +24,7 @@ def upgrade(db: str) -> None:
     store = SQLStore(db, migrate=False)
     try:
         store.upgrade()
-        click.echo(f"{store.url}: schema at revision {store.current_revision()}")
+        click.echo(f"{mask_url(store.url)}: schema at revision {store.current_revision()}")
     finally:
         store.close()
 

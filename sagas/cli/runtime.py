@@ -21,6 +21,7 @@ from sagas.definitions.durations import parse_duration
 from sagas.events import Event, EventError
 from sagas.observability.logs import LogFormat, configure_logging
 from sagas.runtime.setup import build_engine
+from sagas.secrets import mask_url
 from sagas.store.sql import DEFAULT_DATABASE_URL
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def worker(
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     logging.getLogger("sagas.worker").info(
         "worker on %s: %d saga definition(s), %d handler(s)",
-        url,
+        mask_url(url),
         len(engine.store.definitions()),
         len(engine.handlers),
     )

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from sagas.errors import SagaError
+from sagas.secrets import mask_urls
 from sagas.store.base import StoreError, UnknownSagaError
 from sagas.store.filters import WhereError
 
@@ -70,7 +71,7 @@ def problem_response(
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": detail,
+        "detail": mask_urls(detail),  # e.g. a database error that quotes its URL
         "instance": request.url.path,
     } | extra
     return JSONResponse(
