@@ -1060,3 +1060,44 @@ def test_a_failing_when_before_the_pivot_compensates() -> None:
     assert saga.state.reason is not None
     assert saga.state.reason.startswith("step 'gift': when:")
     assert effects_of(saga) == ["publish Release reserve/undo/1"]
+
+
+TWO_WAITS = """
+name: two_waits
+trigger: Go
+correlation: id
+steps:
+  - name: first_signature
+    after: []
+    wait: {event: Signed}
+  - name: second_signature
+    after: []
+    wait: {event: Signed}
+  - name: file
+    after: [first_signature, second_signature]
+    command: {type: File, success: Filed}
+    pivot: true
+"""
+
+
+def test_one_event_completes_one_of_two_waits_for_its_type_the_first_in_the_file() -> None:
+    saga = Instance(parse_definition(TWO_WAITS), {"id": "w-1"})
+
+    saga.deliver(saga.event("Signed", {"by": "ann"}))
+
+    assert statuses(saga.state)["first_signature"] == "succeeded"
+    assert statuses(saga.state)["second_signature"] == "running"
+    saga.deliver(saga.event("Signed", {"by": "bob"}))
+    assert statuses(saga.state)["second_signature"] == "succeeded"
+    assert effects_of(saga) == ["publish File file/1"]
+
+
+def test_a_step_cut_short_by_compensation_is_not_run_unlike_one_skipped_by_when() -> None:
+    trip = Instance(TRAVEL, {**TRIP_DATA, "car": None})  # the car is skipped by its `when:`
+
+    trip.reply("FlightUnavailable", "book_flight")
+
+    assert trip.state.step("book_car").status == StepStatus.SKIPPED
+    assert trip.state.step("charge_customer").status == StepStatus.NOT_RUN
+    assert trip.state.step("send_itinerary").status == StepStatus.NOT_RUN
+    assert trip.state.step("book_hotel").status == StepStatus.COMPENSATING  # interrupted
