@@ -8,7 +8,7 @@ import sys
 import click
 
 from sagas.cli.db import db
-from sagas.cli.definitions import graph, schema, validate
+from sagas.cli.definitions import definitions, graph, schema, validate
 from sagas.cli.demo import demo
 from sagas.cli.inspect import list_instances, show
 from sagas.cli.operate import ACTIONS
@@ -28,7 +28,18 @@ def cli() -> None:
         sys.path.insert(0, os.getcwd())
 
 
-COMMANDS = (validate, graph, schema, worker, publish, list_instances, show, stats, *ACTIONS)
+COMMANDS = (
+    validate,
+    graph,
+    schema,
+    definitions,
+    worker,
+    publish,
+    list_instances,
+    show,
+    stats,
+    *ACTIONS,
+)
 for command in (*COMMANDS, serve, demo, db):
     cli.add_command(command)
 

@@ -1,11 +1,16 @@
-"""CLI commands about saga definitions: ``validate``, ``graph``, ``schema``."""
+"""CLI commands about saga definitions: ``validate``, ``graph``, ``schema``, and
+``definitions`` (the registered versions, with their running instances)."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import click
+from rich.table import Table
+from rich.text import Text
 
+from sagas.cli.common import console, db_option, open_store, reports_errors
 from sagas.definitions import (
     definition_files,
     json_schema_text,
@@ -16,7 +21,7 @@ from sagas.definitions import (
 from sagas.errors import DefinitionError, SagaError
 from sagas.handlers import import_handlers
 
-__all__ = ["graph", "schema", "validate"]
+__all__ = ["definitions", "graph", "schema", "validate"]
 
 
 @click.command()
@@ -89,3 +94,39 @@ def graph(file: str, fmt: str) -> None:
 def schema() -> None:
     """Print the JSON Schema of the YAML definition format."""
     click.echo(json_schema_text(), nl=False)
+
+
+@click.command()
+@click.option("--saga", "name", metavar="NAME", help="Only the versions of this saga.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@db_option()
+@reports_errors
+def definitions(name: str | None, as_json: bool, db: str) -> None:
+    """List the registered definition versions, oldest first per saga, with how many of their
+    instances are still running (not ended): a version without any can be retired."""
+    store = open_store(db, read_only=True)
+    try:
+        found = store.definitions(name)
+        running = store.running_per_version()
+    finally:
+        store.close()
+    rows = [
+        {
+            "saga": d.name,
+            "version": d.version,
+            "trigger": d.trigger,
+            "steps": len(d.steps),
+            "running": running.get((d.name, d.version), 0),
+        }
+        for d in found
+    ]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Registered saga definitions")
+    for column in ("saga", "version", "trigger", "steps", "running"):
+        table.add_column(column, justify="right" if column in ("version", "steps") else "left")
+    for row in rows:
+        # Text, not markup: names come from definition files.
+        table.add_row(*(Text(str(row[key])) for key in row))
+    console().print(table)

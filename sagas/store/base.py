@@ -127,8 +127,9 @@ class Store(ABC):
     def register_definition(self, definition: SagaDefinition, registered_at: datetime) -> int:
         """Store ``definition`` and return its stored version.
 
-        The same content as the latest version reuses that version; changed content becomes a
-        new version (``max(latest + 1, definition.version)``).
+        Content equal to any version registered before (the ``version`` field aside) reuses
+        that version, so a rollback or a rolling deploy that alternates two files adds no
+        versions; new content becomes a new version (``max(latest + 1, definition.version)``).
         """
 
     @abstractmethod
@@ -141,6 +142,11 @@ class Store(ABC):
     @abstractmethod
     def definitions(self, name: str | None = None) -> list[SagaDefinition]:
         """Every registered version (of ``name``), oldest first."""
+
+    @abstractmethod
+    def running_per_version(self) -> dict[tuple[str, int], int]:
+        """How many instances have not ended (``running`` or ``compensating``) per (saga name,
+        definition version); versions without any are left out."""
 
     # -- the queue and deciding -------------------------------------------------------------
 

@@ -15,10 +15,12 @@ from sagas.store.filters import InstanceFilter
 
 __all__ = [
     "count_matching",
+    "definition_with_digest",
     "filtered",
     "health",
     "listing",
     "recently_updated",
+    "running_per_version",
     "throughput",
 ]
 
@@ -77,6 +79,26 @@ def throughput(since: datetime) -> Select[Any]:
         func.count().filter(c.created_at >= since),
         func.count().filter(and_(ended, c.updated_at >= since)),
     ).group_by(c.saga_name, c.status)
+
+
+def running_per_version() -> Select[Any]:
+    """How many instances have not ended, per definition version: rows of (saga name, version,
+    count). Read through the status index, so its cost grows with the instances still running,
+    not with all those kept."""
+    c = t.instances.c
+    running = [s.value for s in InstanceStatus if not s.terminal]
+    return (
+        select(c.saga_name, c.definition_version, func.count())
+        .where(c.status.in_(running))
+        .group_by(c.saga_name, c.definition_version)
+    )
+
+
+def definition_with_digest(name: str, digest: str) -> Select[Any]:
+    """The version of saga ``name`` whose content has ``digest``, if one was registered (the
+    primary key's ``name`` narrows it to that saga's few versions)."""
+    d = t.definitions.c
+    return select(d.version).where(d.name == name, d.digest == digest).order_by(d.version).limit(1)
 
 
 def recently_updated(since: datetime, limit: int) -> Select[Any]:

@@ -131,15 +131,15 @@ class SQLStore(Store):
         digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
         with self._write("registering a definition") as conn:
             lock_schema(conn)
-            latest = conn.execute(
-                select(t.definitions.c.version, t.definitions.c.digest)
-                .where(t.definitions.c.name == definition.name)
-                .order_by(t.definitions.c.version.desc())
-                .limit(1)
-            ).first()
-            if latest is not None and latest.digest == digest:
-                return int(latest.version)
-            version = max(definition.version, (latest.version + 1) if latest else 1)
+            same = conn.scalar(queries.definition_with_digest(definition.name, digest))
+            if same is not None:
+                return int(same)
+            latest = conn.scalar(
+                select(func.max(t.definitions.c.version)).where(
+                    t.definitions.c.name == definition.name
+                )
+            )
+            version = max(definition.version, (latest + 1) if latest else 1)
             stored = definition.model_copy(update={"version": version})
             conn.execute(
                 insert(t.definitions).values(
@@ -169,6 +169,11 @@ class SQLStore(Store):
             query = query.where(t.definitions.c.name == name)
         with self._read("reading definitions") as conn:
             return [SagaDefinition.model_validate_json(body) for body in conn.scalars(query)]
+
+    def running_per_version(self) -> dict[tuple[str, int], int]:
+        with self._read("counting running instances") as conn:
+            found = conn.execute(queries.running_per_version())
+            return {(name, int(version)): int(n) for name, version, n in found}
 
     # -- rounds -----------------------------------------------------------------------------
 

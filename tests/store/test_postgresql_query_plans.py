@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.sql import Select
 
-from sagas.store import SQLStore
+from sagas.store import SQLStore, queries
 from sagas.store import schema as t
 
 QUERIES = {
@@ -29,6 +29,8 @@ QUERIES = {
     "instance by correlation key": select(t.instances.c.state).where(
         t.instances.c.saga_name == "order_fulfillment", t.instances.c.correlation_key == "o-1"
     ),
+    "running instances per definition version": queries.running_per_version(),
+    "definition version by digest": queries.definition_with_digest("order_fulfillment", "0" * 64),
 }
 
 

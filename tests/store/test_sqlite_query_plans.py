@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.sql import Select
 
-from sagas.store import SQLStore
+from sagas.store import SQLStore, queries
 from sagas.store import schema as t
 
 
@@ -34,6 +34,8 @@ QUERIES = {
     ),
     "instance log": select(t.event_log.c.seq).where(t.event_log.c.saga_id == "x"),
     "instances by id": select(t.instances.c.state).where(t.instances.c.saga_id.in_(["x"])),
+    "running instances per definition version": queries.running_per_version(),
+    "definition version by digest": queries.definition_with_digest("order_fulfillment", "0" * 64),
 }
 
 
