@@ -99,7 +99,10 @@ def create_reader_engine(url: URL, where: str) -> Engine:
 
     SQLite: the file must exist; it is opened ``mode=ro``. A file in WAL mode whose folder
     this process cannot write to (so SQLite cannot create the ``-shm`` index beside it) and
-    that has no ``-wal`` file (everything is in the main file) is opened ``immutable=1``.
+    that has no ``-wal`` file (everything is in the main file) is opened ``immutable=1``:
+    SQLite then takes no locks, so a worker of another user that starts writing to that file
+    meanwhile could make a long-lived reader see a torn state; the reading commands are
+    one-shot, and ``sagas serve --read-only`` should run where SQLite can keep its WAL index.
     PostgreSQL: every transaction is ``READ ONLY``.
 
     :raises StoreError: the SQLite file does not exist, or cannot be opened.
