@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from sagas.definitions.durations import Duration, format_duration
 from sagas.errors import SagaError
+from sagas.intake import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = [
     "MAX_BATCH_SIZE",
@@ -68,6 +69,13 @@ class EngineConfig(BaseModel):
         timedelta(seconds=10),
         description="How long a worker owns the effects it committed before another worker "
         "may carry them out (a worker that died).",
+    )
+    max_event_bytes: int = Field(
+        DEFAULT_MAX_EVENT_BYTES,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="The largest event taken from outside (its JSON text, in bytes): "
+        "published on the bus or by a participant (see sagas.intake).",
     )
 
 

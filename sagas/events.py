@@ -7,7 +7,6 @@ carries ``idempotencyKey`` and ``attempt`` (left out of the JSON of events witho
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -20,24 +19,64 @@ from pydantic.alias_generators import to_camel
 
 from sagas.definitions.model import EVENT_TYPE_PATTERN
 from sagas.errors import SagaError
+from sagas.jsontext import (
+    DEFAULT_MAX_BYTES,
+    MAX_INTEGER_DIGITS,
+    JSONDepthError,
+    JSONTextError,
+    parse_json,
+)
 
-__all__ = ["MAX_DATA_DEPTH", "Event", "EventError", "data_problem", "new_event_id"]
+__all__ = [
+    "MAX_DATA_DEPTH",
+    "TEXT_DEPTH",
+    "Event",
+    "EventError",
+    "brackets",
+    "data_problem",
+    "new_event_id",
+]
 
 MAX_DATA_DEPTH = 64
 """How deeply event data may nest. Saga data is stored inside its instance's state, and the
 store's JSON reader stops at 200 levels: deeper data would leave an instance unreadable."""
 
 
+TEXT_DEPTH = MAX_DATA_DEPTH * 2
+"""How deeply an event's JSON text may nest to be parsed at all. Deeper than the data may, so
+that data nested a little too deeply is refused naming the event and where (by
+:func:`data_problem`); far deeper text is refused before it is parsed."""
+
+_JSON_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "true or false",
+    type(None): "null",
+}
+"""What a JSON value parsed into a Python one was, in JSON's words."""
+
+
 def data_problem(data: Any, name: str = "data") -> str | None:
-    """Why ``data`` cannot be kept (nested deeper than :data:`MAX_DATA_DEPTH`, or a NaN or
-    infinite number, which JSON has not), naming where (from ``name``); ``None`` when it can."""
+    """Why ``data`` cannot be kept (nested deeper than :data:`MAX_DATA_DEPTH`, a NaN or
+    infinite number, which JSON has not, a string with a lone surrogate, which UTF-8 has
+    not, or an integer of more than :data:`~sagas.jsontext.MAX_INTEGER_DIGITS` digits, which
+    JSON readers refuse), naming where (from ``name``); ``None`` when it can."""
     pending: list[tuple[str, int, Any]] = [(name, 0, data)]
     while pending:
         where, depth, value = pending.pop()
-        if isinstance(value, dict):
+        if isinstance(value, str):
+            if not value.isascii() and not _utf8(value):
+                return f"{where}: a string with a lone surrogate, which UTF-8 cannot hold"
+        elif isinstance(value, dict):
             if depth >= MAX_DATA_DEPTH:
                 return f"{where}: nested deeper than {MAX_DATA_DEPTH} levels"
-            pending.extend((f"{where}.{key}", depth + 1, item) for key, item in value.items())
+            for key, item in value.items():
+                if isinstance(key, str) and not key.isascii() and not _utf8(key):
+                    return f"{where}: a key with a lone surrogate, which UTF-8 cannot hold"
+                pending.append((f"{where}.{key}", depth + 1, item))
         elif isinstance(value, list | tuple):
             if depth >= MAX_DATA_DEPTH:
                 return f"{where}: nested deeper than {MAX_DATA_DEPTH} levels"
@@ -46,7 +85,20 @@ def data_problem(data: Any, name: str = "data") -> str | None:
             )
         elif isinstance(value, float) and not math.isfinite(value):
             return f"{where}: {value} is not a JSON number"
+        elif isinstance(value, int) and abs(value) >= _INTEGER_LIMIT:
+            return f"{where}: an integer of more than {MAX_INTEGER_DIGITS:,} digits"
     return None
+
+
+_INTEGER_LIMIT = 10**MAX_INTEGER_DIGITS
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def new_event_id() -> str:
@@ -61,10 +113,14 @@ def new_event_id() -> str:
 class EventError(SagaError, ValueError):
     """An event that cannot be accepted; ``event_id`` is set when the input had one."""
 
-    def __init__(self, message: str, event_id: str | None = None) -> None:
+    def __init__(self, message: str, event_id: str | None = None, *, where: str = "") -> None:
         self.event_id = event_id
-        where = f"event {event_id!r}: " if event_id else "event: "
-        super().__init__(where + message)
+        self.where = where
+        """Where the input came from (``events.jsonl:3``), when it came from a file."""
+        self.reason = message
+        """The message without the event and where."""
+        what = f"event {event_id!r}: " if event_id else "event: "
+        super().__init__(f"{where}: {what}{message}" if where else what + message)
 
 
 def _is_none(value: object) -> bool:
@@ -128,16 +184,26 @@ class Event(BaseModel):
             raise EventError(_describe(exc), event_id) from None
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> Event:
-        """Parse one event from its JSON form.
+    def from_json(cls, text: str | bytes, *, max_bytes: int | None = DEFAULT_MAX_BYTES) -> Event:
+        """Parse one event from its JSON form, strictly (see :func:`sagas.jsontext.parse_json`).
+
+        Events from outside go through :class:`sagas.intake.Intake`, which also refuses the
+        engine's own event types.
 
         :raises EventError: naming the event id (when there is one) and every bad field.
         """
         try:
-            raw = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise EventError(f"not valid JSON: {exc}") from None
-        return cls.from_dict(raw)
+            raw = parse_json(text, max_bytes=max_bytes, max_depth=TEXT_DEPTH)
+        except JSONDepthError as exc:
+            raise EventError(f"{exc}; event data may nest {MAX_DATA_DEPTH} levels") from None
+        except JSONTextError as exc:
+            raise EventError(str(exc)) from None
+        event = cls._validated(raw)
+        # The parser refused NaN and lone surrogates; the data can only nest too deeply when
+        # the text has brackets enough (most events have few: then the data is not walked).
+        if brackets(text) > MAX_DATA_DEPTH + 1:
+            event.check_data()
+        return event
 
     @classmethod
     def from_dict(cls, raw: Any) -> Event:
@@ -145,17 +211,22 @@ class Event(BaseModel):
 
         :raises EventError: naming the event id (when there is one) and every bad field.
         """
+        event = cls._validated(raw)
+        event.check_data()
+        return event
+
+    @classmethod
+    def _validated(cls, raw: Any) -> Event:
         if not isinstance(raw, dict):
-            raise EventError(f"must be a JSON object, not {type(raw).__name__}")
+            what = _JSON_TYPE_NAMES.get(type(raw), type(raw).__name__)
+            raise EventError(f"must be a JSON object, not {what}")
         event_id = raw.get("eventId")
         try:
-            event = cls.model_validate(raw)
+            return cls.model_validate(raw)
         except ValidationError as exc:
             raise EventError(
                 _describe(exc), event_id if isinstance(event_id, str) else None
             ) from None
-        event.check_data()
-        return event
 
     def check_data(self) -> None:
         """Refuse data that could not be kept (see :func:`data_problem`).
@@ -173,6 +244,13 @@ class Event(BaseModel):
     def to_json(self) -> str:
         """The JSON wire form."""
         return self.model_dump_json(by_alias=True)
+
+
+def brackets(text: str | bytes) -> int:
+    """How many objects and arrays JSON ``text`` opens at most (an upper bound of its depth)."""
+    if isinstance(text, bytes):
+        return text.count(b"[") + text.count(b"{")
+    return text.count("[") + text.count("{")
 
 
 def _describe(exc: ValidationError) -> str:

@@ -13,7 +13,9 @@ PACKAGE = Path(sagas.__file__).parent
 ALLOWED = {
     "definitions": {"sagas.errors", "sagas.handlers"},
     "engine": {"sagas.errors", "sagas.definitions", "sagas.events"},
-    "events": {"sagas.errors", "sagas.definitions"},
+    "events": {"sagas.errors", "sagas.definitions", "sagas.jsontext"},
+    "jsontext": {"sagas.errors"},
+    "intake": {"sagas.errors", "sagas.definitions", "sagas.events", "sagas.jsontext"},
     "store": {"sagas.errors", "sagas.definitions", "sagas.engine", "sagas.events"},
     "observability": {"sagas.errors", "sagas.engine", "sagas.events", "sagas.store"},
     "operations": {
@@ -34,6 +36,8 @@ ALLOWED = {
         "sagas.store",
         "sagas.operations",
         "sagas.clock",
+        "sagas.intake",
+        "sagas.jsontext",
     },
 }
 

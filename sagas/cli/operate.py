@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 from collections import Counter
 from typing import Any
 
@@ -19,7 +20,7 @@ from rich.text import Text
 from sagas.cli.common import console, db_option, open_store, reports_errors
 from sagas.cli.filtering import build_filter, where_option
 from sagas.engine.operator import OperatorAction
-from sagas.events import data_problem
+from sagas.intake import parse_data
 from sagas.operations import ActionRequest, ActionResult, Operations, Outcome
 
 __all__ = ["ACTIONS"]
@@ -42,18 +43,13 @@ HELP = {
 
 
 def _json_object(_: click.Context, __: click.Parameter, value: str | None) -> dict[str, Any]:
+    """``--data``: parsed as strictly as an event's data (see :func:`sagas.intake.parse_data`)."""
     if value is None:
         return {}
     try:
-        data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise click.BadParameter(f"not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise click.BadParameter('must be a JSON object, e.g. \'{"trackingId": "T-1"}\'')
-    problem = data_problem(data)
-    if problem is not None:
-        raise click.BadParameter(problem)
-    return data
+        return parse_data(os.fsencode(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _command(action: OperatorAction) -> click.Command:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -18,7 +18,8 @@ from sagas.cli.common import db_option, open_store, reports_errors
 from sagas.clock import SystemClock
 from sagas.config import MAX_BATCH_SIZE, EngineConfig, check_poll_interval, load_config
 from sagas.definitions.durations import parse_duration
-from sagas.events import Event, EventError
+from sagas.events import Event
+from sagas.intake import DEFAULT_MAX_EVENT_BYTES, Intake, RefusedEventsError, parse_data
 from sagas.observability.logs import LogFormat, configure_logging
 from sagas.runtime.setup import build_engine
 from sagas.secrets import mask_url
@@ -184,42 +185,86 @@ def _serve_metrics(engine: Engine, port: int) -> MetricsServer:
 
 @click.command()
 @click.argument("event_json", required=False, metavar="[JSON | -]")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file of events: one JSON event, or JSON Lines (one per line). Repeatable.",
+)
 @click.option("--type", "event_type", metavar="TYPE", help="Event type (instead of JSON).")
 @click.option("--data", metavar="JSON", help="Event data as a JSON object (with --type).")
 @click.option("--saga-id", help="Address the event to one saga instance (with --type).")
+@click.option(
+    "--max-event-bytes",
+    type=click.IntRange(1024, 64 * 1024 * 1024),
+    default=DEFAULT_MAX_EVENT_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="The largest event taken, in bytes of its JSON text.",
+)
 @db_option()
 @reports_errors
 def publish(
     event_json: str | None,
+    files: tuple[str, ...],
     event_type: str | None,
     data: str | None,
     saga_id: str | None,
+    max_event_bytes: int,
     db: str,
 ) -> None:
-    """Publish an event: a full JSON event (argument, or - for stdin) or --type/--data.
+    """Publish events: one as JSON (the argument), from standard input (-) or files (--file):
+    one JSON event or JSON Lines, one event per line; or one built from --type and --data.
 
-    The event is queued durably; a worker decides it. An eventId seen before is ignored.
+    Every event is checked first (size, nesting, strict JSON, the event's fields; the
+    engine's own sagas.* types are refused): when one is refused, none is queued. Queued
+    events are kept durably; a worker decides them. An eventId seen before is ignored.
     """
-    if (event_json is None) == (event_type is None):
-        raise click.UsageError("give either an event as JSON or --type (with --data)")
-    try:
-        if event_type is not None:
-            try:
-                payload = json.loads(data) if data else {}
-            except ValueError as exc:
-                raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
-            if not isinstance(payload, dict):
-                raise click.BadParameter("must be a JSON object", param_hint="--data")
-            event = Event.create(event_type, payload, at=SystemClock().now(), saga_id=saga_id)
-        else:
-            text = sys.stdin.read() if event_json == "-" else str(event_json)
-            event = Event.from_json(text)
-    except EventError as exc:
-        raise click.ClickException(str(exc)) from None
+    given = (event_json is not None) + bool(files) + (event_type is not None)
+    if given != 1:
+        raise click.UsageError(
+            "give one of: an event as JSON (or - for standard input), --file, or --type"
+        )
+    if event_type is None and (data is not None or saga_id is not None):
+        raise click.UsageError("--data and --saga-id go with --type")
+    intake = Intake(max_event_bytes)
+    if event_type is not None:
+        try:
+            payload = parse_data(os.fsencode(data), max_bytes=max_event_bytes) if data else {}
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--data'") from None
+        events = [intake.create(event_type, payload, at=SystemClock().now(), saga_id=saga_id)]
+    elif files:
+        events = _read_files(intake, files)
+    elif event_json == "-":
+        events = intake.read(sys.stdin.buffer, "<stdin>")
+    else:  # as bytes: a byte that is not UTF-8 is named as such
+        events = [intake.from_json(os.fsencode(str(event_json)))]
     store = open_store(db)
     try:
-        new = store.enqueue([event], received_at=SystemClock().now()) == 1
+        new = store.enqueue(events, received_at=SystemClock().now())
     finally:
         store.close()
-    state = "queued" if new else "already known, ignored"
-    click.echo(f"{event.event_type} {event.event_id}: {state}")
+    if len(events) == 1:
+        state = "queued" if new else "already known, ignored"
+        click.echo(f"{events[0].event_type} {events[0].event_id}: {state}")
+    else:
+        click.echo(f"{len(events)} events: {new} queued, {len(events) - new} already known")
+
+
+def _read_files(intake: Intake, files: tuple[str, ...]) -> list[Event]:
+    """The events of every file; refused events of any file are reported all together."""
+    events: list[Event] = []
+    refused: list[str] = []
+    for name in files:
+        try:
+            with open(name, "rb") as stream:
+                events += intake.read(stream, name)
+        except RefusedEventsError as exc:
+            refused.append(str(exc))
+        except OSError as exc:
+            refused.append(f"{name}: cannot read: {exc.strerror or exc}")
+    if refused:
+        raise click.ClickException("\n".join(refused) + "\nnothing was queued")
+    return events

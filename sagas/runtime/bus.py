@@ -16,6 +16,7 @@ from typing import Any
 
 from sagas.clock import Clock
 from sagas.events import Event
+from sagas.intake import Intake
 from sagas.store.base import Store
 from sagas.store.records import Received
 
@@ -38,6 +39,8 @@ class EventBus:
         self._subscribers: defaultdict[str, list[Subscriber]] = defaultdict(list)
         self.on_publish: Callable[[], None] | None = None
         """Called after an event was queued (the engine then looks at the queue soon)."""
+        self.intake = Intake()
+        """What checks every published event (its ``max_event_bytes`` is configurable)."""
 
     def subscribe(self, event_type: str, subscriber: Subscriber) -> None:
         """Call ``subscriber`` with every event of ``event_type`` (several may subscribe)."""
@@ -60,11 +63,16 @@ class EventBus:
     def publish_event(self, event: Event) -> bool:
         """Publish a ready-made event; an ``eventId`` seen before is ignored.
 
+        Published events come from outside the engine (a program, or a participant's
+        subscriber): each goes through the :class:`~sagas.intake.Intake`, so one of the
+        engine's own types (``sagas.…``), data that could not be kept or an event too large
+        is refused, and nothing of it is written.
+
         :returns: whether the event was new (always ``True`` while a delivery is in progress:
             the event is then written with the delivery's own transaction).
-        :raises EventError: when its data could not be kept (nested too deeply, NaN).
+        :raises EventError: when the intake refuses it.
         """
-        event.check_data()
+        self.intake.check(event)
         collected = _collecting.get()
         if collected is not None:
             collected.append(Received(event, self._clock.now()))

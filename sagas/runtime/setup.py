@@ -10,6 +10,7 @@ from sagas.config import EngineConfig
 from sagas.definitions.loader import load_definitions
 from sagas.definitions.model import SagaDefinition
 from sagas.handlers import import_handler_modules
+from sagas.intake import Intake
 from sagas.runtime.engine import Engine
 from sagas.store.sql import DEFAULT_DATABASE_URL, SQLStore
 
@@ -39,6 +40,7 @@ def build_engine(
         concurrency=config.concurrency,
         lease=config.lease,
     )
+    engine.bus.intake = Intake(config.max_event_bytes)
     try:
         for module in modules:
             engine.handlers.update(getattr(module, "handlers", None) or {})

@@ -277,7 +277,7 @@ def test_skip_needs_a_step_and_a_json_object(fleet: Fleet) -> None:
     before = snapshot(db)
     output = usage_error("skip", ids["r-1"], "--actor", "bob", "--db", db)
     assert "Missing option '--step'" in output
-    for data, why in (("{not json", "not JSON"), ("[1, 2]", "must be a JSON object")):
+    for data, why in (("{not json", "not valid JSON"), ("[1, 2]", "must be a JSON object")):
         output = usage_error("skip", ids["r-1"], "--step", "ship", "--data", data, "--db", db)
         assert "'--data'" in output
         assert why in output
