@@ -23,98 +23,42 @@ import gc
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sagas.clock import Clock, SystemClock
 from sagas.definitions.model import SagaDefinition
-from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect, PublishCommand
-from sagas.engine.internal import TIMER_FIRED, timer_fired
+from sagas.engine.effects import DeliverEvent, InvokeHandler, OutboxEffect
+from sagas.engine.internal import timer_fired
 from sagas.engine.state import SagaState
 from sagas.errors import SagaError
 from sagas.events import Event
 from sagas.handlers import Handler, HandlerRegistry
-from sagas.observability.logs import saga_fields
 from sagas.observability.observer import EngineObserver
 from sagas.runtime import instrument
+from sagas.runtime.arrivals import in_receipt_order, not_held_back, scheduled_starts
 from sagas.runtime.batch import Batch, Working
 from sagas.runtime.bus import EventBus
 from sagas.runtime.calls import Caller
 from sagas.runtime.instrument import Instruments
 from sagas.runtime.leases import LeaseKeeper
-from sagas.runtime.relay import (
-    Call,
-    calls_for,
-    error_text,
-    handler_outcome,
-    published_event,
-    watch,
-)
+from sagas.runtime.outbox import Carry, Relay, carry_out
 from sagas.runtime.routing import Router
+from sagas.runtime.states import StateCache
 from sagas.runtime.waker import Waker
 from sagas.store.base import ConcurrencyConflictError, RoundTx, Store
-from sagas.store.records import (
-    DeadLetter,
-    OutboxItem,
-    QueuedEvent,
-    Received,
-    TimerRecord,
-    outbox_key,
-)
+from sagas.store.records import OutboxItem, QueuedEvent, Received, TimerRecord
 
 __all__ = ["Engine"]
 
 log = logging.getLogger("sagas.engine")
-STATE_CACHE_SIZE = 100_000
 STOP_CHECK_INTERVAL = 0.5
 """The longest an idle worker sleeps before it looks at its stop flag again (seconds)."""
 SHARED_CHECK_INTERVAL = 0.05
 """While a worker is busy with the events its own effects produced, how often it also looks for
 queued events and due timers (seconds, by the monotonic clock and by the engine's: a timer due
 in between is decided against those events at this granularity), unless told sooner."""
-
-
-@dataclass
-class _Carry:
-    """What the last relay produced, to be committed (and decided) by the next round."""
-
-    events: list[Received] = field(default_factory=list)
-    done: list[str] = field(default_factory=list)
-    dead_letters: list[DeadLetter] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.events or self.done or self.dead_letters)
-
-
-def _not_held_back(
-    tx: RoundTx, due: list[TimerRecord], queued: Sequence[QueuedEvent]
-) -> list[TimerRecord]:
-    """The due timers this round may fire: none due at or after the receipt time of an event
-    still queued that the round did not claim (left for a later round by ``batch_size``, or
-    claimed by another worker). Such a timer stays in the table for a later round, which
-    decides it after that event. Only asked when timers are due: one query."""
-    waiting = tx.earliest_waiting([item.position for item in queued])
-    if waiting is None:
-        return due
-    return [record for record in due if record.timer.due_at < waiting]
-
-
-def _arrivals(fresh: Sequence[Received], queued: Sequence[QueuedEvent]) -> list[Received]:
-    """Everything a round decides, in order of receipt: queued events at the time the engine
-    queued them, fired timers at their due time, what the last relay produced at the time it
-    produced it, scheduled starts at their fire time. At the same time events come before
-    timers (a reply received when its timeout is due wins); otherwise the order stays (an
-    instance's queued events by queue position)."""
-    arrivals = [*fresh, *(Received(item.event, item.received_at) for item in queued)]
-    arrivals.sort(key=_receipt_order)
-    return arrivals
-
-
-def _receipt_order(item: Received) -> tuple[datetime, bool]:
-    return item.at, item.event.event_type == TIMER_FIRED
 
 
 @contextmanager
@@ -168,14 +112,17 @@ class Engine:
         self._caller = Caller(concurrency)
         self._router = Router()
         self._definitions: dict[tuple[str, int], SagaDefinition] = {}
-        self._states: OrderedDict[str, tuple[int, SagaState]] = OrderedDict()
-        self._carry = _Carry()
+        self._states = StateCache()
+        self._carry = Carry()
         self._schedules: dict[str, tuple[SagaDefinition, datetime]] = {}
         self._noticed = True  # there may be queued events or due timers
         self._checked_at = 0.0
         self._looked_at: datetime | None = None  # by the engine's clock
         self._instruments = Instruments()  # looked up once per round
         self._leases = LeaseKeeper(store, self.clock, lease)
+        self._relay_with = Relay(
+            self.bus, self.handlers, self._caller, self.clock, self._leases, self.observers
+        )
         self.bus.on_publish = self.notice
 
     # -- set-up -----------------------------------------------------------------------------
@@ -213,7 +160,7 @@ class Engine:
         now = self.clock.now()
         carry = self._carry
         self._instruments = Instruments.look()
-        starts, fired_until = self._scheduled_starts(now)
+        starts, fired_until = scheduled_starts(self._schedules, now)
         batch: Batch | None = None
         leftovers: list[OutboxItem] = []
         try:
@@ -224,7 +171,7 @@ class Engine:
                     queued = tx.queued(self.batch_size)
                     if due:
                         claimed = len(due)
-                        due = _not_held_back(tx, due, queued)
+                        due = not_held_back(tx, due, queued)
                         # Timers left (held back, or beyond the batch): look again next round.
                         self._noticed = len(due) < claimed or claimed == self.batch_size
                 else:
@@ -253,19 +200,19 @@ class Engine:
                 len(touched),
                 ", ".join(touched[:3]) + (", …" if len(touched) > 3 else ""),
             )
-            self._states.clear()
+            self._states.forget()
             return 1
         self._leases.release(carry.done)
         taken = [(item.saga_id, item.effect) for item in leftovers]
         for item in leftovers:
             # Written by another process (a dead worker, an operator action): the cached state
             # may be older than the decision that asked for the effect.
-            self._states.pop(item.saga_id, None)
+            self._states.forget(item.saga_id)
         if batch is None:
             self._carry = self._relay(taken)
             return len(leftovers)
         for working in batch.touched.values():
-            self._remember(working.state, working.version)
+            self._states.remember(working.state, working.version)
         for name, until in fired_until.items():
             self._schedules[name] = (self._schedules[name][0], until)
         for listener in self.on_finish:
@@ -275,12 +222,12 @@ class Engine:
             instrument.log_finished(batch)
         if self.observers:
             instrument.report_round(self.observers, batch, due)
-        self._carry = _Carry()
+        self._carry = Carry()
         self._carry = self._relay([*batch.outbox, *taken])
         work = len(batch.changes.log) + len(carry.done) + len(due) + len(fired_until)
         return work + len(leftovers) + 1
 
-    def _should_look(self, carry: _Carry, now: datetime) -> bool:
+    def _should_look(self, carry: Carry, now: datetime) -> bool:
         """Whether this round looks for queued events and due timers: always when it has no
         work of its own, else when told there are some or once every
         ``SHARED_CHECK_INTERVAL`` (two queries fewer for most rounds of a busy worker)."""
@@ -300,13 +247,14 @@ class Engine:
         self,
         tx: RoundTx,
         now: datetime,
-        carry: _Carry,
+        carry: Carry,
         due: Sequence[TimerRecord],
         queued: Sequence[QueuedEvent],
         starts: Sequence[Received],
     ) -> Batch:
         """Decide everything a round takes in — what the last relay produced, fired timers,
-        scheduled starts and queued events — in order of receipt (see :func:`_arrivals`)."""
+        scheduled starts and queued events — in order of receipt (see
+        :func:`~sagas.runtime.arrivals.in_receipt_order`)."""
         fired = [
             Received(timer_fired(record.timer, record.saga_id, now), record.timer.due_at)
             for record in due
@@ -315,7 +263,7 @@ class Engine:
         # One time for the whole round: each log entry records the time its decision was
         # made at, so replaying the log with those times rebuilds exactly the stored state.
         batch = Batch(now=now)
-        self._decide_all(tx, batch, _arrivals(fresh, queued))
+        self._decide_all(tx, batch, in_receipt_order(fresh, queued))
         changes = batch.close()
         changes.received = fresh
         changes.processed = [item.position for item in queued]
@@ -364,29 +312,6 @@ class Engine:
         ]
         return min((t for t in times if t is not None), default=None)
 
-    def _scheduled_starts(self, now: datetime) -> tuple[list[Received], dict[str, datetime]]:
-        """Trigger events of the scheduled runs due by ``now`` (received at their fire times),
-        and how far each schedule got.
-
-        The id of a run's event is derived from saga and time: workers that start the same run
-        start one saga."""
-        events: list[Received] = []
-        fired_until: dict[str, datetime] = {}
-        for name, (definition, until) in self._schedules.items():
-            schedule = definition.schedule
-            if schedule is None or schedule.next_fire(until) > now:
-                continue
-            for fire in schedule.due_runs(until, now):
-                event = Event.create(
-                    definition.trigger,
-                    schedule.trigger_data(fire),
-                    at=now,
-                    event_id=f"schedule/{name}/{fire.isoformat()}",
-                )
-                events.append(Received(event, fire))
-            fired_until[name] = now
-        return events, fired_until
-
     def close(self) -> None:
         """Stop renewing leases; release the store and the handlers' event loop."""
         self._leases.close()
@@ -398,7 +323,7 @@ class Engine:
     def _decide_all(self, tx: RoundTx, batch: Batch, arrivals: Sequence[Received]) -> None:
         routed = [(item, *self._router.routes(item.event)) for item in arrivals]
         wanted = {route.saga_id for _, routes, _ in routed for route in routes}
-        for saga_id, (version, state) in self._lock(tx, wanted).items():
+        for saga_id, (version, state) in self._states.lock(tx, wanted).items():
             batch.working[saga_id] = Working(state, version, version)
             batch.before[saga_id] = state
         for item, routes, problems in routed:
@@ -458,85 +383,9 @@ class Engine:
             self._definitions[key] = self.store.definition(name, version)
         return self._definitions[key]
 
-    def _lock(self, tx: RoundTx, saga_ids: set[str]) -> dict[str, tuple[int, SagaState]]:
-        """Lock the stored instances among ``saga_ids`` for the round and read them: from this
-        worker's cache of the states it committed where the version still matches, else from
-        the store."""
-        versions = tx.versions(saga_ids)
-        found = {
-            saga_id: self._states[saga_id]
-            for saga_id, version in versions.items()
-            if saga_id in self._states and self._states[saga_id][0] == version
-        }
-        missing = versions.keys() - found.keys()
-        if missing:
-            for saga_id, record in tx.instances(missing).items():
-                found[saga_id] = (record.version, record.state)
-        return found
-
-    def _current(self, saga_ids: set[str]) -> dict[str, SagaState]:
-        """The latest known states (cache, else store), for handler contexts."""
-        found = {i: self._states[i][1] for i in saga_ids if i in self._states}
-        missing = saga_ids - found.keys()
-        if missing:
-            for saga_id, record in self.store.instances(missing).items():
-                found[saga_id] = record.state
-        return found
-
-    def _remember(self, state: SagaState, version: int) -> None:
-        self._states[state.saga_id] = (version, state)
-        self._states.move_to_end(state.saga_id)
-        if len(self._states) > STATE_CACHE_SIZE:
-            self._states.popitem(last=False)
-
     # -- carrying out effects ---------------------------------------------------------------
 
-    def _relay(self, outbox: Sequence[tuple[str, OutboxEffect]]) -> _Carry:
-        carry = _Carry()
-        if not outbox:
-            return carry
+    def _relay(self, outbox: Sequence[tuple[str, OutboxEffect]]) -> Carry:
         invoked = {saga_id for saga_id, e in outbox if isinstance(e, InvokeHandler)}
-        states = self._current(invoked)
-        calls: list[Call] = []
-        for saga_id, effect in outbox:
-            calls += calls_for(saga_id, effect, self.bus, self.handlers, states, self.clock)
-            carry.done.append(outbox_key(effect))
-        # Renewed while carried out, until the round that marks them done commits: a slow
-        # handler is not run a second time by another worker.
-        self._leases.hold(carry.done)
-        tracer, observers = self._instruments.tracer, self.observers
-        if tracer is not None or observers:
-            for call in calls:
-                watch(call, tracer)
-        with self.bus.collecting() as published:
-            outcomes = self._caller.run([call.fn for call in calls])
-        carry.events += published
-        if observers:
-            instrument.report_calls(self.observers, calls, outcomes)
-        at = self.clock.now()
-        for call, outcome in zip(calls, outcomes, strict=True):
-            if isinstance(call.effect, InvokeHandler):
-                ended = call.ended_at or at
-                event = handler_outcome(call.saga_id, call.effect, outcome, ended)
-                carry.events.append(Received(event, ended))
-            elif outcome.error is not None:
-                event = published_event(call.effect)
-                step = call.effect.step if isinstance(call.effect, PublishCommand) else None
-                log.error(
-                    "subscriber %s failed on %s: %s",
-                    call.label,
-                    event.event_id,
-                    error_text(outcome.error, log),
-                    extra=saga_fields(call.saga_id or event.saga_id, step, event.event_id),
-                )
-                carry.dead_letters.append(
-                    DeadLetter(
-                        reason=f"subscriber {call.label} failed: {outcome.error!r}",
-                        payload=event.to_json(),
-                        event_id=event.event_id,
-                        event_type=event.event_type,
-                        saga_id=event.saga_id,
-                        created_at=at,
-                    )
-                )
-        return carry
+        states = self._states.current(self.store, invoked) if invoked else {}
+        return carry_out(self._relay_with, outbox, states, self._instruments.tracer)
