@@ -231,7 +231,9 @@ def publish(
     intake = Intake(max_event_bytes)
     if event_type is not None:
         try:
-            payload = parse_data(os.fsencode(data), max_bytes=max_event_bytes) if data else {}
+            payload = (
+                {} if data is None else parse_data(os.fsencode(data), max_bytes=max_event_bytes)
+            )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="'--data'") from None
         events = [intake.create(event_type, payload, at=SystemClock().now(), saga_id=saga_id)]

@@ -14,6 +14,7 @@ from sagas.engine.operator import OperatorAction
 from sagas.operations import ActionRequest, Outcome, collect_stats
 from sagas.operations.documents import InstanceSummary, instance_json
 from sagas.operations.stats import parse_window
+from sagas.server.bodies import GuardedRoute
 from sagas.server.context import MAX_OFFSET, Authorized, Context, Filter, context
 from sagas.server.graph import step_graph_svg
 from sagas.server.models import (
@@ -29,18 +30,23 @@ from sagas.store.filters import MAX_VERSION, InstanceFilter
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/api")
+router = APIRouter(prefix="/api", route_class=GuardedRoute)
 Ctx = Annotated[Context, Depends(context)]
 SagaId = Annotated[str, Path(min_length=1, max_length=64, description="The saga id.")]
 Action = Annotated[OperatorAction, Path(description="The operator action.")]
 PROBLEMS: dict[int | str, dict[str, Any]] = {
     404: problem("No such instance."),
-    422: problem("Malformed input: which parameter or field, and why."),
+    422: problem(
+        "Malformed input: which parameter or field, and why; also a body that is not strict "
+        "JSON (a key twice, NaN, nested too deep, not UTF-8)."
+    ),
 }
 MUTATION_PROBLEMS: dict[int | str, dict[str, Any]] = PROBLEMS | {
     401: problem("Missing or wrong bearer token."),
     403: problem("The server is read-only."),
     409: problem("The action does not apply to the instance now, and why."),
+    413: problem("The request body is larger than the server's limit (1 MiB by default)."),
+    415: problem("The request body is not application/json."),
 }
 SVG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/svg+xml": {}}, "description": "An SVG image."}

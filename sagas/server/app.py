@@ -10,10 +10,14 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sagas.clock import Clock, SystemClock
+from sagas.jsontext import DEFAULT_MAX_BYTES
+from sagas.secrets import mask_url
 from sagas.server import api, dashboard
 from sagas.server.context import Context, no_nul_characters
+from sagas.server.docs import install_docs
 from sagas.server.metrics import metrics_registry
 from sagas.server.problems import install_problem_handlers
+from sagas.server.security import SecurityHeaders
 from sagas.store.base import Store
 
 __all__ = ["create_app"]
@@ -26,20 +30,38 @@ def create_app(
     read_only: bool = False,
     clock: Clock | None = None,
     database: str = "",
+    max_body_bytes: int = DEFAULT_MAX_BYTES,
 ) -> FastAPI:
     """The app on ``store``. Mutating requests need ``Authorization: Bearer <token>``; with
-    ``read_only`` (or no token) there are none. ``database`` is shown in the dashboard."""
+    ``read_only`` (or no token) there are none. ``database`` is shown in the dashboard, its
+    password masked. A request body larger than ``max_body_bytes`` is refused (413).
+    Links and assets are paths under the server's root path (``uvicorn --root-path``, set
+    behind a proxy), never URLs built from the request's ``Host`` header."""
     app = FastAPI(
         title="sagas",
         summary="Saga instances, definitions, statistics and operator actions.",
         version=_version(),
         dependencies=[Depends(no_nul_characters)],
+        docs_url=None,  # served by install_docs, from the package instead of a CDN
+        redoc_url=None,  # ReDoc would load from a CDN
+        swagger_ui_oauth2_redirect_url=None,
+        # A redirect to the other spelling of a path would name the Host header's host.
+        redirect_slashes=False,
     )
-    ctx = Context(store, clock or SystemClock(), token, read_only or token is None, database)
+    ctx = Context(
+        store,
+        clock or SystemClock(),
+        token,
+        read_only or token is None,
+        mask_url(database),
+        max_body_bytes,
+    )
     app.state.context = ctx
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    install_docs(app, "sagas")
+    app.add_middleware(SecurityHeaders)
     static = resources.files("sagas.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     registry = metrics_registry(ctx)

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, ValidationError
 from sagas.clock import Clock
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.state import InstanceStatus
+from sagas.jsontext import DEFAULT_MAX_BYTES
 from sagas.operations import Operations
 from sagas.server.problems import ProblemError
 from sagas.store.base import Store
@@ -24,6 +25,7 @@ __all__ = [
     "Authorized",
     "Context",
     "Filter",
+    "authorize",
     "context",
     "instance_filter",
     "no_nul_characters",
@@ -36,13 +38,16 @@ MAX_OFFSET = 10_000_000
 
 @dataclass
 class Context:
-    """The server's shared parts; ``token`` is ``None`` only on a read-only server."""
+    """The server's shared parts; ``token`` is ``None`` only on a read-only server.
+    ``database`` is what the dashboard shows (its password masked); ``max_body_bytes`` is the
+    largest request body the API reads."""
 
     store: Store
     clock: Clock
     token: str | None
     read_only: bool
     database: str = ""
+    max_body_bytes: int = DEFAULT_MAX_BYTES
     operations: Operations = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,10 +70,11 @@ def context(request: Request) -> Context:
 _bearer = HTTPBearer(auto_error=False, description="The operator token of `sagas serve`.")
 
 
-def _authorized(
-    ctx: Annotated[Context, Depends(context)],
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> Context:
+def check_token(ctx: Context, credentials: HTTPAuthorizationCredentials | None) -> None:
+    """Let a mutating request through only with the server's bearer token.
+
+    :raises ProblemError: 403 on a read-only server, 401 without the token or with another.
+    """
     if ctx.read_only or ctx.token is None:
         raise ProblemError(403, "this server is read-only (sagas serve --read-only): no actions")
     challenge = {"WWW-Authenticate": "Bearer"}
@@ -78,6 +84,21 @@ def _authorized(
         )
     if not secrets.compare_digest(credentials.credentials.encode(), ctx.token.encode()):
         raise ProblemError(401, "wrong bearer token", challenge)
+
+
+async def authorize(request: Request) -> Context:
+    """The request's context once its bearer token was checked (see :func:`check_token`);
+    for code that must check it before FastAPI reads the body."""
+    ctx = context(request)
+    check_token(ctx, await _bearer(request))
+    return ctx
+
+
+def _authorized(
+    ctx: Annotated[Context, Depends(context)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Context:
+    check_token(ctx, credentials)
     return ctx
 
 

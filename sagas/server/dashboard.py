@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from jinja2 import Environment, PackageLoader, select_autoescape
+from jinja2 import Environment, PackageLoader, pass_context, select_autoescape
 from pydantic import ValidationError
 
 from sagas.definitions.durations import format_duration
@@ -24,17 +25,42 @@ __all__ = ["router"]
 
 PAGE_SIZE = 50
 
-templates = Jinja2Templates(
-    env=Environment(
-        loader=PackageLoader("sagas.server", "templates"), autoescape=select_autoescape()
-    )
+
+@pass_context
+def _path_for(context: Mapping[str, Any], name: str, /, **path_params: Any) -> str:
+    """``url_for`` of the templates: the path of a route or file under the configured root
+    path, never a URL whose host comes from the request's ``Host`` header (which anyone
+    sending the request chooses)."""
+    request: Request = context["request"]
+    return _root(request) + str(request.app.url_path_for(name, **path_params))
+
+
+def _root(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+_env = Environment(
+    loader=PackageLoader("sagas.server", "templates"), autoescape=select_autoescape()
 )
+_env.globals["url_for"] = _path_for  # Jinja2Templates keeps a url_for that is already set
+templates = Jinja2Templates(env=_env)
 router = APIRouter(include_in_schema=False)
 Ctx = Annotated[Context, Depends(context)]
 
 
-def _common(ctx: Context) -> dict[str, object]:
-    return {"read_only": ctx.read_only, "database": ctx.database}
+def _common(request: Request, ctx: Context) -> dict[str, object]:
+    return {"read_only": ctx.read_only, "database": ctx.database, "root": _root(request)}
+
+
+def _offset(value: str) -> int:
+    """The listing offset of the query string: a whole number, capped like the API's (a link
+    past the end shows an empty page).
+
+    :raises ValueError: anything but ASCII digits (a sign, ``1e3``, ``²``, empty)."""
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"offset: must be a whole number from 0 (got {value[:40]!r})")
+    # Thousands of digits are not converted (int() refuses past 4,300): past the cap anyway.
+    return MAX_OFFSET if len(value) > len(str(MAX_OFFSET)) else min(int(value), MAX_OFFSET)
 
 
 @router.get("/", response_class=HTMLResponse, name="dashboard_instances")
@@ -49,13 +75,17 @@ def instances(request: Request, ctx: Ctx) -> HTMLResponse:
             else:
                 params[name] = value
     offset = params.pop("offset", "0")
-    problem = None
+    problems: list[str] = []
+    where, start = InstanceFilter(), 0
     try:
         where = InstanceFilter.model_validate(params)
-        start = min(int(offset), MAX_OFFSET) if str(offset).isdigit() else 0
     except ValidationError as exc:
-        problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        where, start = InstanceFilter(), 0
+        problems += [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+    try:
+        start = _offset(offset if isinstance(offset, str) else str(offset))
+    except ValueError as exc:
+        problems.append(str(exc))
+    problem = "; ".join(problems) or None
     records = [] if problem else ctx.store.list_instances(where, limit=PAGE_SIZE, offset=start)
     counts: dict[str, int] = {}
     per_saga = ctx.store.count_instances()
@@ -70,7 +100,7 @@ def instances(request: Request, ctx: Ctx) -> HTMLResponse:
         request,
         "instances.html",
         {
-            **_common(ctx),
+            **_common(request, ctx),
             "records": records,
             "total": 0 if problem else ctx.store.count_matching(where),
             "offset": start,
@@ -96,7 +126,7 @@ def instance(request: Request, ctx: Ctx, saga_id: str) -> HTMLResponse:
         request,
         "instance.html",
         {
-            **_common(ctx),
+            **_common(request, ctx),
             "state": state,
             "version": record.version,
             "graph": step_graph_svg(definition, state.steps),
@@ -119,7 +149,7 @@ def definitions(request: Request, ctx: Ctx) -> HTMLResponse:
         request,
         "definitions.html",
         {
-            **_common(ctx),
+            **_common(request, ctx),
             "definitions": [
                 {
                     "name": d.name,

@@ -19,15 +19,18 @@ from sagas.engine.state import StepState, StepStatus
 
 __all__ = ["STEP_COLOURS", "step_graph_svg"]
 
-STEP_COLOURS = {
-    StepStatus.PENDING: ("#f4f4f5", "#a1a1aa"),
-    StepStatus.RUNNING: ("#dbeafe", "#2563eb"),
-    StepStatus.SUCCEEDED: ("#dcfce7", "#16a34a"),
-    StepStatus.FAILED: ("#fee2e2", "#dc2626"),
-    StepStatus.COMPENSATING: ("#fef9c3", "#ca8a04"),
-    StepStatus.COMPENSATED: ("#f3e8ff", "#9333ea"),
-    StepStatus.SKIPPED: ("#f4f4f5", "#71717a"),
+_COLOURS = {
+    "pending": ("#f4f4f5", "#a1a1aa"),
+    "running": ("#dbeafe", "#2563eb"),
+    "succeeded": ("#dcfce7", "#16a34a"),
+    "failed": ("#fee2e2", "#dc2626"),
+    "compensating": ("#fef9c3", "#ca8a04"),
+    "compensated": ("#f3e8ff", "#9333ea"),
+    "skipped": ("#f4f4f5", "#71717a"),
+    "interrupted": ("#ffedd5", "#ea580c"),
+    "not_run": ("#fafafa", "#d4d4d8"),
 }
+STEP_COLOURS = {status: _COLOURS.get(status.value, ("#ffffff", "#52525b")) for status in StepStatus}
 """Fill and stroke per step status (the legend of the dashboard uses the same)."""
 
 BOX_W, BOX_H, GAP_X, GAP_Y, PAD = 190, 58, 60, 22, 12

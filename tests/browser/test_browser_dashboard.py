@@ -134,6 +134,9 @@ def test_filter_to_the_failed_sagas_and_retry_one_until_it_completes(
     result = page.locator("#action-result")
     expect(result).to_contain_text("retry: applied (failed → running)")
     expect(result).to_have_class("ok")
+    # The token is kept for this tab only (sessionStorage), never in localStorage.
+    assert page.evaluate("window.sessionStorage.getItem('sagas-token')") == TOKEN
+    assert page.evaluate("window.localStorage.length") == 0
 
     # The worker carries the retry out; the live refresh shows it without a reload.
     expect(page.locator("#status")).to_have_text("completed", timeout=WAIT_MS)
@@ -236,7 +239,8 @@ def test_definitions_page_draws_every_registered_definition(site: Dashboard, pag
         names = steps.evaluate_all("steps => steps.map(step => step.dataset.step)")
         assert sorted(names) == sorted(step.name for step in definition.steps)
         link = section.get_by_role("link", name="instances")
-        expect(link).to_have_attribute("href", f"{site.url}/?saga={definition.name}")
+        # A path on the server: never a URL whose host came from the request's Host header.
+        expect(link).to_have_attribute("href", f"/?saga={definition.name}")
 
     # A definition's link lists its instances only.
     page.locator("section.definition#travel_booking-v1").get_by_role("link").click()
@@ -244,3 +248,50 @@ def test_definitions_page_draws_every_registered_definition(site: Dashboard, pag
     trips = [site.seeded.keys[key] for key in ("trip-2001", "nomail-2002", "nomail-2003")]
     expect(page.locator("#instances tr[data-saga-id]")).to_have_count(len(trips))
     assert set(statuses_shown(page)) == set(trips)
+
+
+def test_the_pages_keep_to_their_content_security_policy(site: Dashboard, page: Page) -> None:
+    """Every page works under its policy (no inline script, no CDN): a violation would be an
+    error in the console, which fails the test (see the ``page`` fixture)."""
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    saga_id = site.seeded.keys["nomail-2002"]
+    for path in ("/", "/?status=failed", "/definitions", f"/instances/{saga_id}"):
+        response = page.goto(site.url + path)
+        assert response is not None
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        expect(page.locator("header.top")).to_be_visible()
+    # The live refresh (a fetch of the page) and the legend's swatches work under it too.
+    expect(page.locator(".legend svg.swatch")).not_to_have_count(0)
+    with page.expect_response(lambda r: r.request.resource_type == "fetch" and r.ok):
+        pass  # the page's script fetched the page again: it runs under the policy
+    # Swagger UI: its files come from the server; it renders the API's operations.
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(site.url + "/docs")
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("sagas")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    assert requested, "the page loaded its files"
+    assert all(url.startswith(site.url) for url in requested), requested
+    assert violations == []
+
+
+def test_the_dashboard_cannot_be_framed(site: Dashboard, browser: Browser) -> None:
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        said: list[str] = []
+        page.on("console", lambda message: said.append(message.text))
+        with page.expect_event("console", predicate=lambda m: "frame-ancestors" in m.text):
+            page.set_content(f'<iframe id="f" src="{site.url}/" width="800" height="600"></iframe>')
+        page.wait_for_load_state("load")
+        assert any("The request has been blocked" in text for text in said), said
+        for frame in page.frames[1:]:
+            assert "Saga instances" not in frame.content()
+    finally:
+        context.close()

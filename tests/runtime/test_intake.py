@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from runtime_checks import ROOT, order_created
 
 from sagas import SagaDefinition
@@ -392,6 +394,7 @@ def test_publish_limits_the_size_just_under_and_just_over(db: str, tmp_path: Pat
             "a string with a lone surrogate (\\udfff), which UTF-8 cannot hold (line 1, column 8)",
         ),
         ("[1, 2]", 'must be a JSON object, e.g. \'{"orderId": "o-1"}\''),
+        ("", "not valid JSON: Expecting value (line 1, column 1)"),
         (deep_data(65), f"data{'.a' * 64}: nested deeper than 64 levels"),
         (deep_data(100_000), f"nested deeper than 128 levels (line 1, column {5 * 128 + 1})"),
         (
@@ -620,3 +623,34 @@ def test_refused_events_of_one_input_are_listed_up_to_a_bound() -> None:
     assert message.startswith("many.jsonl: 30 of 30 event(s) refused, none accepted:\n")
     assert message.endswith("\n  ... and 10 more")
     assert len(refused.value.errors) == 30
+
+
+# -- any input ----------------------------------------------------------------------------
+
+VALID = event_text('{"orderId":"o-1","items":[{"sku":"a","n":2}],"total":12.5}').encode()
+
+
+@st.composite
+def mutated(draw: st.DrawFn) -> bytes:
+    """A valid event with a few bytes replaced, inserted or cut."""
+    text = bytearray(VALID)
+    for _ in range(draw(st.integers(1, 4))):
+        at = draw(st.integers(0, len(text)))
+        piece = draw(st.binary(max_size=4) | st.sampled_from([b"NaN", b"\\u0000", b"[", b"{"]))
+        cut = draw(st.integers(0, 3))
+        text[at : at + cut] = piece
+    return bytes(text)
+
+
+@settings(max_examples=500, deadline=None)
+@given(text=mutated() | st.binary(max_size=200) | st.text(max_size=200))
+def test_any_input_gives_an_event_or_an_event_error(text: bytes | str) -> None:
+    intake = Intake(max_event_bytes=4096)
+    try:
+        event = intake.from_json(text)
+    except EventError as exc:
+        refusal = str(exc)
+    else:
+        assert intake.check(event) is event, "what the text path takes, the bus takes"
+        refusal = "event: none"
+    assert refusal.startswith("event"), refusal

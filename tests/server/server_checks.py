@@ -16,12 +16,16 @@ The completed, compensated and failed ones start at ``Seeded.phase_one`` and end
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import uvicorn
 from fastapi import FastAPI
 from sample_services import (
     Participants,
@@ -39,7 +43,7 @@ from sagas.server import create_app
 from sagas.store.sql import SQLStore
 from sagas.testing import ManualClock
 
-__all__ = ["TOKEN", "Seeded", "open_app", "seeded_engine"]
+__all__ = ["TOKEN", "Seeded", "open_app", "seeded_engine", "serving"]
 
 TOKEN = "s3cret-operator-token-0123456789"
 """The bearer token of the apps these tests make."""
@@ -159,3 +163,25 @@ def open_app(database: str, clock: ManualClock | None = None, **options: Any) ->
         )
     finally:
         store.close()
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[tuple[str, int]]:
+    """``app`` served by uvicorn in a thread on a free port; yields ``(host, port)``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="sagas-serve", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive(), "uvicorn stopped while starting"
+            assert time.monotonic() < deadline, "uvicorn did not start within 20s"
+            time.sleep(0.01)
+        yield "127.0.0.1", port
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        assert not thread.is_alive(), "uvicorn did not stop"

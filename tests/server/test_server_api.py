@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from httpx import Response
+from httpx2 import Response
 from prometheus_client.parser import text_string_to_metric_families
 from sample_services import Participants
 from server_checks import TOKEN, Seeded, open_app, seeded_engine
@@ -246,7 +246,7 @@ def test_input_the_database_cannot_hold_is_a_422_not_a_server_error(
     found = problem(
         client.post(f"/api/instances/{ids.stuck}/skip", content=nan, headers=headers), 422
     )
-    assert "data.ratio: nan is not a JSON number" in found["detail"]
+    assert "body: NaN is not a JSON number" in found["detail"]
     page = client.get("/?startedAfter=0001-01-01T00:00:00%2B14:00")
     assert page.status_code == 422
     assert "Filter not understood" in page.text
@@ -298,10 +298,14 @@ def test_malformed_paths_and_bodies_are_422_problems(
         422,
     )
     assert "colour" in body["detail"]
+    json_type = AUTH | {"Content-Type": "application/json"}
     body = problem(
-        sqlite_client.post(f"/api/instances/{saga_id}/retry", headers=AUTH, content=b"{not json"),
+        sqlite_client.post(
+            f"/api/instances/{saga_id}/retry", headers=json_type, content=b"{not json"
+        ),
         422,
     )
+    assert "not valid JSON" in body["detail"]
     body = problem(sqlite_client.get("/api/definitions/order_fulfillment/0/graph.svg"), 422)
     assert "version" in body["detail"]
 

@@ -2,6 +2,7 @@
 "use strict";
 
 const REFRESH_MS = 2000;
+const TOKEN_KEY = "sagas-token";
 
 async function refresh() {
   const live = document.getElementById("live");
@@ -24,7 +25,9 @@ async function refresh() {
 async function act(sagaId, action) {
   const result = document.getElementById("action-result");
   const token = document.getElementById("token").value.trim();
-  window.localStorage.setItem("sagas-token", token);
+  // The token lives in this tab's sessionStorage only: gone when the tab closes, never
+  // shared with other tabs or written to disk the way localStorage is.
+  window.sessionStorage.setItem(TOKEN_KEY, token);
   const body = { actor: "dashboard" };
   const reason = document.getElementById("reason").value.trim();
   const step = document.getElementById("step").value;
@@ -38,7 +41,8 @@ async function act(sagaId, action) {
   }
   let response;
   try {
-    response = await fetch(`/api/instances/${encodeURIComponent(sagaId)}/${action}`, {
+    const root = document.body.dataset.root || "";
+    response = await fetch(`${root}/api/instances/${encodeURIComponent(sagaId)}/${encodeURIComponent(action)}`, {
       method: "POST",
       headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
       body: JSON.stringify(body),
@@ -57,7 +61,8 @@ async function act(sagaId, action) {
 
 document.addEventListener("DOMContentLoaded", () => {
   const token = document.getElementById("token");
-  if (token) token.value = window.localStorage.getItem("sagas-token") || "";
+  if (token) token.value = window.sessionStorage.getItem(TOKEN_KEY) || "";
+  window.localStorage.removeItem(TOKEN_KEY); // where earlier versions kept it
   for (const button of document.querySelectorAll("button[data-action]")) {
     const sagaId = button.closest("[data-saga-id]").dataset.sagaId;
     button.addEventListener("click", () => act(sagaId, button.dataset.action));
