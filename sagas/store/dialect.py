@@ -1,6 +1,7 @@
 """What differs between SQLite and PostgreSQL, in small hooks: connecting, insert-or-skip,
 row locks, telling a conflict from a failure, waking other workers, and making workers that
-start together change the schema and the definitions one at a time."""
+start together change the schema and the definitions one at a time. On PostgreSQL the wake-up
+channel and the lock are the store's schema's own: one database can hold several engines."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ __all__ = [
     "listen",
     "lock_schema",
     "notify",
+    "notify_channel",
 ]
 
 log = logging.getLogger("sagas.store")
@@ -38,10 +40,23 @@ SQLITE_PRAGMAS = (
 """Connection settings of every SQLite connection (the benchmarks' raw baseline uses them too)."""
 
 NOTIFY_CHANNEL = "sagas_wakeup"
-"""The PostgreSQL channel on which publishers and workers wake idle workers."""
+"""The prefix of the PostgreSQL channel on which publishers and workers wake idle workers. The
+channel is the store's schema's own, ``sagas_wakeup.<schema>`` (``sagas_wakeup#<md5 of the
+schema>`` for a schema name too long for a channel), so engines in two schemas of one database
+do not wake each other."""
 
-SCHEMA_LOCK = 0x5A6A5_0001
-"""The PostgreSQL advisory lock key that migrations and definition registrations hold."""
+SCHEMA_LOCK = 0x5A6A5
+"""The first key of the PostgreSQL advisory lock that migrations and definition registrations
+hold; the second is the hash of the store's schema, so engines in two schemas of one database
+do not wait for each other."""
+
+# The schema is the connection's: its search_path decides where the tables are.
+_SCHEMA = "coalesce(current_schema(), '')"
+# PostgreSQL channel names are identifiers: at most 63 bytes.
+_CHANNEL = (
+    f"CASE WHEN octet_length({_SCHEMA}) <= 50 THEN '{NOTIFY_CHANNEL}.' || {_SCHEMA}"
+    f" ELSE '{NOTIFY_CHANNEL}#' || md5({_SCHEMA}) END"
+)
 
 # PostgreSQL: serialization failure, deadlock detected, lock not available.
 _CONFLICT_STATES = {"40001", "40P01", "55P03"}
@@ -100,13 +115,22 @@ def lock_schema(conn: Connection) -> None:
     an advisory transaction lock; SQLite: nothing (a registration's write transaction holds the
     database's write lock already)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
+        lock = f"SELECT pg_advisory_xact_lock(CAST(:key AS integer), hashtext({_SCHEMA}))"
+        conn.execute(text(lock), {"key": SCHEMA_LOCK})
 
 
 def notify(conn: Connection) -> None:
     """Wake the workers listening on the database (PostgreSQL; SQLite workers poll)."""
     if conn.dialect.name == "postgresql":
-        conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": NOTIFY_CHANNEL})
+        conn.execute(text(f"SELECT pg_notify({_CHANNEL}, '')"))
+
+
+def notify_channel(conn: Connection) -> str | None:
+    """The channel on which :func:`notify` wakes the workers of ``conn``'s schema (PostgreSQL;
+    ``None`` elsewhere)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    return str(conn.scalar(text(f"SELECT {_CHANNEL}")))
 
 
 def listen(engine: Engine, wake: Callable[[], None]) -> Callable[[], None] | None:
@@ -120,7 +144,13 @@ def listen(engine: Engine, wake: Callable[[], None]) -> Callable[[], None] | Non
     dsn = url.render_as_string(hide_password=False)
     stopping = threading.Event()
     conn = psycopg.connect(dsn, autocommit=True)
-    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+    try:
+        row = conn.execute(f"SELECT {_CHANNEL}").fetchone()
+        channel = str(row[0]) if row else NOTIFY_CHANNEL
+        conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(channel)))
+    except BaseException:
+        conn.close()
+        raise
 
     def receive() -> None:
         try:
