@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from sagas.cli.common import db_option, open_store, reports_errors
+from sagas.jsontext import DEFAULT_MAX_BYTES
 
 __all__ = ["serve"]
 
@@ -29,9 +30,30 @@ TOKEN_ENV = "SAGAS_API_TOKEN"
     help="Read the token from this file (first line).",
 )
 @click.option("--read-only", is_flag=True, help="Serve without operator actions (no token).")
+@click.option(
+    "--root-path",
+    default="",
+    metavar="PATH",
+    help="The path a proxy serves the app under (e.g. /sagas): links and assets go under it.",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(1024, 64 * 1024 * 1024),
+    default=DEFAULT_MAX_BYTES,
+    show_default=True,
+    metavar="BYTES",
+    help="The largest API request body read (larger ones: 413).",
+)
 @reports_errors
 def serve(
-    db: str, host: str, port: int, token: str | None, token_file: Path | None, read_only: bool
+    db: str,
+    host: str,
+    port: int,
+    token: str | None,
+    token_file: Path | None,
+    read_only: bool,
+    root_path: str,
+    max_body_bytes: int,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /docs), the web dashboard and Prometheus /metrics.
 
@@ -53,13 +75,21 @@ def serve(
             f"no token: operator actions need one (--token, --token-file or ${TOKEN_ENV}); "
             "or start with --read-only"
         )
+    if root_path and (not root_path.startswith("/") or "//" in root_path or "\\" in root_path):
+        raise click.BadParameter("a path that starts with /, e.g. /sagas", param_hint="--root-path")
     store = open_store(db, must_exist=True, read_only=read_only)
-    app = create_app(store, token=None if read_only else token, read_only=read_only, database=db)
+    app = create_app(
+        store,
+        token=None if read_only else token,
+        read_only=read_only,
+        database=db,
+        max_body_bytes=max_body_bytes,
+    )
     click.echo(
         f"sagas serve: dashboard http://{host}:{port}/  API http://{host}:{port}/docs  "
         f"({'read-only' if read_only else 'operator actions need the token'})"
     )
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", root_path=root_path.rstrip("/"))
     finally:
         store.close()

@@ -8,7 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2 as httpx
@@ -154,3 +155,68 @@ def test_a_read_only_server_answers_then_stops(
     output = log.read_text()
     assert "(read-only)" in output
     assert "Application shutdown complete" in output
+
+
+@contextmanager
+def running_serve(
+    args: list[str], cwd: Path, eventually: Callable[..., None]
+) -> Iterator[httpx.Client]:
+    """``sagas serve ARGS`` in a process of its own until the block ends; yields a client on
+    it once it answers."""
+    port = free_port()
+    log = cwd / "serve.log"
+    command = [str(SAGAS), "serve", "--port", str(port), *args]
+    with log.open("wb") as sink:
+        process = subprocess.Popen(command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as client:
+
+            def healthy() -> bool:
+                assert process.poll() is None, f"sagas serve exited: {log.read_text()}"
+                try:
+                    return client.get("/healthz").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            eventually(healthy, timeout=START_TIMEOUT, interval=0.05)
+            yield client
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+def test_serve_under_a_root_path_with_a_body_limit(
+    tmp_path: Path, db_file: tuple[Path, Seeded], eventually: Callable[..., None]
+) -> None:
+    path, seeded = db_file
+    args = ["--db", str(path), "--token", TOKEN, "--root-path", "/sagas/"]
+    args += ["--max-body-bytes", "2048"]
+    with running_serve(args, tmp_path, eventually) as client:
+        page = client.get("/", headers={"Host": "evil.example"})
+        assert page.status_code == 200
+        assert 'href="/sagas/static/dashboard.css"' in page.text
+        assert 'href="/sagas/docs"' in page.text
+        assert "evil.example" not in page.text
+        docs = client.get("/docs")
+        assert "/sagas/docs/assets/swagger-ui-bundle.js" in docs.text
+        assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+        retry = f"/api/instances/{seeded.order_failed}/retry"
+        body = {"reason": "r" * 3000, "dryRun": True}
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        assert client.post(retry, json=body, headers=auth).status_code == 413
+        assert client.post(retry, json=body).status_code == 401
+        small = client.post(retry, json={"dryRun": True}, headers=auth)
+        assert small.status_code == 200, small.text
+
+
+@pytest.mark.parametrize("root", ["sagas", "//evil.example", "/a\\b"])
+def test_a_root_path_must_be_a_path(
+    tmp_path: Path, db_file: tuple[Path, Seeded], root: str
+) -> None:
+    result = sagas_serve("--db", str(db_file[0]), "--read-only", "--root-path", root, cwd=tmp_path)
+    assert result.returncode == 2, result
+    assert "--root-path" in result.stderr
