@@ -74,10 +74,12 @@ _ENGINE_TYPE_HINT = (
     "the 'sagas.' prefix is reserved for the engine's own events; operator actions go "
     "through `sagas retry|compensate|cancel|resume|skip` or the HTTP API with an operator token"
 )
-# The most an event's fields other than its data add to its JSON form: the keys, the
-# timestamp and numbers (a few hundred bytes) and each id at most 6 bytes a character
-# (``\\u001f``). Only an event this close to the limit is serialised whole to be measured.
-_FIXED_OVERHEAD = 400
+# The most an event's fields other than its data add to its JSON form: the keys (150 bytes),
+# the timestamp (40), the type (200), the two numbers when below _SMALL_NUMBER, and each id at
+# most 6 bytes a character (``\\u001f``). Only an event this close to the limit (or with
+# larger numbers) is serialised whole to be measured.
+_FIXED_OVERHEAD = 450
+_SMALL_NUMBER = 10**6
 _BYTES_PER_CHAR = 6
 # What the serialised data must contain for the slow, naming walk to be worth it.
 _SUSPECT = (b"NaN", b"Infinity", b"\\u0000")
@@ -162,7 +164,11 @@ class Intake:
         ):
             event.check_data()
             _refuse_nul(event)
-        if len(raw) + _FIXED_OVERHEAD + _BYTES_PER_CHAR * ids > self.max_event_bytes:
+        if (
+            len(raw) + _FIXED_OVERHEAD + _BYTES_PER_CHAR * ids > self.max_event_bytes
+            or event.schema_version >= _SMALL_NUMBER
+            or (event.attempt or 0) >= _SMALL_NUMBER
+        ):
             size = event_size(event)
             if size > self.max_event_bytes:
                 raise EventError(

@@ -654,3 +654,13 @@ def test_any_input_gives_an_event_or_an_event_error(text: bytes | str) -> None:
         assert intake.check(event) is event, "what the text path takes, the bus takes"
         refusal = "event: none"
     assert refusal.startswith("event"), refusal
+
+
+def test_a_huge_schema_version_counts_in_the_size(clock: ManualClock) -> None:
+    intake = Intake(max_event_bytes=2048)
+    event = Event.create("OrderCreated", {}, at=clock.now(), event_id="v", schema_version=10**3000)
+    with pytest.raises(EventError) as refused:
+        intake.check(event)
+    assert str(
+        refused.value
+    ) == f"event 'v': {event_size(event):,} bytes is more than the limit " + ("of 2,048 bytes")
