@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
-from sagas.definitions.model import EVENT_TYPE_PATTERN
+from sagas.definitions.model import EVENT_TYPE_PATTERN, pattern_problem
 from sagas.errors import SagaError
 from sagas.jsontext import (
     DEFAULT_MAX_BYTES,
@@ -255,7 +255,10 @@ def brackets(text: str | bytes) -> int:
 
 def _describe(exc: ValidationError) -> str:
     parts = []
-    for error in exc.errors():
+    for error in exc.errors(include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or "(event)"
-        parts.append(f"{field}: {error['msg']}")
+        message = error["msg"]
+        if error["type"] == "string_pattern_mismatch":  # the rule in words, not a regex
+            message = pattern_problem(error["input"], error.get("ctx", {}).get("pattern", ""))
+        parts.append(f"{field}: {message}")
     return "; ".join(parts)

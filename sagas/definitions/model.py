@@ -44,6 +44,26 @@ __all__ = [
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 EVENT_TYPE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.:/-]*$"
 
+NAME_RULE = "ASCII letters, digits, `_`, `.` or `-`, starting with an ASCII letter or `_`"
+""":data:`NAME_PATTERN` in words (saga, step and handler names)."""
+EVENT_TYPE_RULE = (
+    "ASCII letters, digits, `_`, `.`, `:`, `/` or `-`, starting with an ASCII letter or `_`"
+)
+""":data:`EVENT_TYPE_PATTERN` in words."""
+
+_RULES = {NAME_PATTERN: ("name", NAME_RULE), EVENT_TYPE_PATTERN: ("event type", EVENT_TYPE_RULE)}
+
+
+def pattern_problem(value: object, pattern: str) -> str:
+    """Why ``value`` does not fit ``pattern`` (:data:`NAME_PATTERN` or
+    :data:`EVENT_TYPE_PATTERN`), in words: the value (shortened, escaped) and the rule."""
+    what, rule = _RULES.get(pattern, ("value", f"the pattern {pattern}"))
+    shown = repr(value)
+    if isinstance(value, str) and len(value) > 60:
+        shown = repr(value[:57]) + "…"
+    return f"{shown} is not a valid {what}: use only {rule}"
+
+
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
 EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN, max_length=200)]
 

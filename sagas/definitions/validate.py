@@ -115,14 +115,9 @@ def _message(error: ErrorDetails) -> str:
     if kind == "too_short":
         return f"needs at least {ctx['min_length']} item{'s' if ctx['min_length'] != 1 else ''}"
     if kind == "string_pattern_mismatch":
-        if ":" in ctx["pattern"]:
-            what, marks = "event type", "_ . : / -"
-        else:
-            what, marks = "name", "_ . -"
-        return (
-            f"{error['input']!r} is not a valid {what}: use letters, digits and {marks}, "
-            "not starting with a digit"
-        )
+        return model.pattern_problem(error["input"], ctx["pattern"])
+    if kind == "string_too_long":
+        return f"must be at most {ctx['max_length']} characters"
     if kind == "value_error":
         return str(ctx["error"])
     message = error["msg"]

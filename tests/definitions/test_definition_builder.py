@@ -81,7 +81,7 @@ def test_builder_problems_name_the_line_of_each_offending_call() -> None:
         saga.build()
     assert [str(problem) for problem in raised.value.problems] == [
         f"{__file__}:{marked('saga')}: name: '2nd' is not a valid name: "
-        "use letters, digits and _ . -, not starting with a digit",
+        "use only ASCII letters, digits, `_`, `.` or `-`, starting with an ASCII letter or `_`",
         f"{__file__}:{marked('reserve')}: steps[0]: step 'reserve' has no compensation, "
         "but a later failure would have to undo it; add a compensation, "
         "or mark it `pivot: true` if it is the point of no return",

@@ -86,7 +86,7 @@ def test_validate_checks_valid_and_invalid_files_together_and_fails(tmp_path: Pa
     assert out[0].startswith(f"{good}: ok: order_fulfillment v1")
     assert out[1:] == [
         f"{bad}:5: steps[0].name: '2nd' is not a valid name: "
-        "use letters, digits and _ . -, not starting with a digit"
+        "use only ASCII letters, digits, `_`, `.` or `-`, starting with an ASCII letter or `_`"
     ]
 
 

@@ -24,7 +24,11 @@ NO_COMPENSATION = (
     "or mark it `pivot: true` if it is the point of no return"
 )
 NOT_A_DURATION = "is not a duration; write e.g. 30s, 5m, 2h, 1d, 1h30m or PT30S"
-NAME_RULE = "use letters, digits and _ . -, not starting with a digit"
+NAME_RULE = "use only ASCII letters, digits, `_`, `.` or `-`, starting with an ASCII letter or `_`"
+EVENT_TYPE_RULE = (
+    "use only ASCII letters, digits, `_`, `.`, `:`, `/` or `-`, "
+    "starting with an ASCII letter or `_`"
+)
 
 EXPECTED: dict[str, list[str]] = {
     "cycle.yaml": [
@@ -141,7 +145,7 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "bad_event_type.yaml": [
         "bad_event_type.yaml:3: trigger: 'Order Created' is not a valid event type: "
-        "use letters, digits and _ . : / -, not starting with a digit",
+        f"{EVENT_TYPE_RULE}",
     ],
     "duplicate_key.yaml": [
         "duplicate_key.yaml:9: steps[0].timeout: duplicate key; YAML keeps only the last one",
