@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console, Group
@@ -47,13 +48,27 @@ def render_timeline(log: list[LogEntry]) -> Table:
         style = "dim" if entry.ignored else ""
         table.add_row(
             str(entry.seq),
-            f"{entry.recorded_at:%H:%M:%S.%f}"[:-3],
+            _times(entry),
             shown(entry.event.event_type),
             shown(entry.note),
             shown("\n".join(describe_effect(e) for e in entry.effects), keep_newlines=True),
             style=style,
         )
     return table
+
+
+def _times(entry: LogEntry) -> str:
+    """When the entry was decided, and below it when its event was received where that was
+    earlier or later (a reply queued before the worker got to it)."""
+    decided = _clock_time(entry.recorded_at)
+    received = entry.received_at
+    if received is None or received == entry.recorded_at:
+        return decided
+    return f"{decided}\nreceived {_clock_time(received)}"
+
+
+def _clock_time(at: datetime) -> str:
+    return f"{at:%H:%M:%S.%f}"[:-3]
 
 
 def render_instance(

@@ -85,6 +85,7 @@ def instance_json(
             {
                 "seq": entry.seq,
                 "recordedAt": entry.recorded_at.isoformat(),
+                "receivedAt": entry.received_at.isoformat() if entry.received_at else None,
                 "event": entry.event.to_dict(),
                 "note": entry.note,
                 "ignored": entry.ignored,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sagas import StepFailed, parse_definition
+from sagas import SagaDefinition, StepFailed, parse_definition
 from sagas.engine.decide import saga_id_for
 from sagas.engine.effects import InvokeHandler, outbox_adapter, step_key_of
 from sagas.engine.state import InstanceStatus
@@ -206,3 +206,25 @@ def test_bad_command_fields_are_refused_naming_the_field(
     }
     with pytest.raises(EventError, match=rf"event 'e-bad': .*{why}"):
         Event.from_json(json.dumps(raw))
+
+
+def test_every_retry_of_a_command_carries_the_same_idempotency_key(
+    database: str, clock: ManualClock, order_definition: SagaDefinition
+) -> None:
+    commands: list[Event] = []
+    with saga_engine(database, clock=clock) as engine:
+        engine.register(order_definition)
+        engine.bus.subscribe("ReserveInventory", commands.append)  # never answers
+        engine.bus.subscribe("ReleaseInventory", lambda c: engine.bus.reply(c, "InventoryReleased"))
+        engine.publish(
+            Event.create("OrderCreated", {"orderId": "o-1", "items": []}, at=clock.now())
+        )
+
+        run_through_timers(engine, clock)
+
+    saga_id = saga_id_for("order_fulfillment", "o-1")
+    assert [c.attempt for c in commands] == [1, 2, 3]
+    assert {c.idempotency_key for c in commands} == {f"{saga_id}/reserve_inventory"}
+    assert [c.event_id for c in commands] == [f"{saga_id}/reserve_inventory/{n}" for n in (1, 2, 3)]
+    wire = json.loads(commands[-1].to_json())
+    assert (wire["idempotencyKey"], wire["attempt"]) == (f"{saga_id}/reserve_inventory", 3)

@@ -10,14 +10,17 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from rich.console import Console
 from runtime_checks import assert_replays
 
 from sagas import parse_definition
+from sagas.cli.timeline import render_timeline
 from sagas.engine.decide import saga_id_for
 from sagas.engine.internal import TIMER_FIRED
 from sagas.engine.state import InstanceStatus, StepStatus
 from sagas.events import Event
 from sagas.handlers import StepContext
+from sagas.operations.documents import instance_json
 from sagas.runtime.engine import Engine
 from sagas.store.records import LogEntry
 from sagas.store.sql import SQLStore
@@ -296,3 +299,25 @@ def test_a_handler_outcome_counts_from_when_the_handler_returned(
         assert "slow: failed" in timeouts["slow"].note
     finally:
         engine.close()
+
+
+def test_the_timeline_shows_when_an_event_was_received_where_it_was_decided_later(
+    trip: Trip,
+) -> None:
+    trip.start()
+    reply = trip.reply_at(5)
+    trip.run_at(12)
+    record = trip.engine.store.instance(SAGA_ID)
+    log = trip.log()
+
+    console = Console(width=200, record=True)
+    console.print(render_timeline(log))
+    text = console.export_text()
+
+    assert "00:00:12.000" in text
+    assert "received 00:00:05.000" in text  # the reply
+    assert "received 00:00:10.000" in text  # the timeout, at its due time
+    assert text.count("received ") == 2, "only where receipt and decision differ"
+    document = instance_json(record, log, [])
+    times = {entry["event"]["eventId"]: entry["receivedAt"] for entry in document["timeline"]}
+    assert times[reply.event_id] == (trip.started + timedelta(seconds=5)).isoformat()
