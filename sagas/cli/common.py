@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from sagas.errors import SagaError
 from sagas.secrets import mask_urls
@@ -47,7 +48,11 @@ def open_store(db: str, *, must_exist: bool = False, read_only: bool = False) ->
     written, not even the schema, and a database that is not the engine's (or has an older
     schema) is an error that says so; it implies ``must_exist``.
     """
-    url = make_url(database_url(db))
+    try:
+        url = make_url(database_url(db))
+    except (ArgumentError, ValueError) as exc:  # not quoted: the URL may hold a password
+        message = f"not a database URL (nor a file path): {exc}"
+        raise click.BadParameter(message, param_hint="--db") from None
     sqlite_file = url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:")
     missing = sqlite_file and not Path(url.database or "").expanduser().exists()
     if (must_exist or read_only) and missing:

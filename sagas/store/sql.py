@@ -86,7 +86,10 @@ class SQLStore(Store):
             not exist; read-only also ``NotAnEngineDatabaseError`` and ``SchemaVersionError``.
         """
         self.url = database_url(url)
-        parsed = make_url(self.url)
+        try:
+            parsed = make_url(self.url)
+        except (ArgumentError, ValueError) as exc:  # the URL is not quoted: it may hold a password
+            raise StoreError(f"not a database URL (nor a file path): {exc}") from None
         self.dialect = parsed.get_backend_name()
         self._where = parsed.render_as_string(hide_password=True)
         self.read_only = read_only

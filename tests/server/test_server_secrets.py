@@ -119,6 +119,7 @@ def test_the_worker_log_and_the_cli_never_show_the_password(
     assert PASSWORD not in upgrade.stdout + upgrade.stderr
 
     gone = make_url(secret_url).set(port=1).render_as_string(hide_password=False)
+    malformed = f"postgresql://postgres:{PASSWORD}@127.0.0.1:no-port/test"
     unknown = make_url(secret_url).set(drivername="nosuchdb").render_as_string(hide_password=False)
     for args in (
         ("list", "--db", gone),
@@ -128,6 +129,9 @@ def test_the_worker_log_and_the_cli_never_show_the_password(
         ("serve", "--read-only", "--port", "0", "--db", gone),
         ("list", "--db", unknown),
         ("publish", "--db", gone, '{"eventType": "OrderCreated"}'),
+        ("list", "--db", malformed),
+        ("db", "upgrade", "--db", malformed),
+        ("worker", "--until-idle", "--handlers", "sagas.demo.services", "--db", malformed),
     ):
         result = sagas(*args, cwd=tmp_path)
         assert result.returncode != 0, (args, result)
