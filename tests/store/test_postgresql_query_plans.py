@@ -21,6 +21,10 @@ QUERIES = {
     .order_by(t.inbox.c.position)
     .limit(10),
     "seen event ids": select(t.inbox.c.event_id).where(t.inbox.c.event_id.in_(["a", "b"])),
+    "earliest queued event a round did not claim": select(t.inbox.c.enqueued_at)
+    .where(t.inbox.c.queued, t.inbox.c.position.not_in([1, 2]))
+    .order_by(t.inbox.c.enqueued_at)
+    .limit(1),
     "due timers": select(t.timers.c.timer_id)
     .where(t.timers.c.due_at <= datetime(2030, 1, 1, tzinfo=UTC))
     .order_by(t.timers.c.due_at),
