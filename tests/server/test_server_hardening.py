@@ -422,3 +422,65 @@ def test_swagger_ui_is_served_by_the_server_itself(client: TestClient) -> None:
     assert "/openapi.json" in script
     assert client.get("/redoc").status_code == 404  # ReDoc would load from a CDN
     assert client.get("/docs/oauth2-redirect").status_code == 404
+
+
+# -- anything else a client can send -------------------------------------------------------
+
+HOSTILE_REQUESTS: list[tuple[str, str, int]] = [
+    ("GET", "/instances/" + "x" * 5000, 404),
+    ("GET", "/instances/%FF", 404),
+    ("GET", "/api/instances/%FF", 404),
+    ("GET", "/api/instances/" + "x" * 65, 422),
+    ("GET", "/api/definitions/%FF/1/graph.svg", 404),
+    ("GET", "/api/definitions/order_fulfillment/" + "9" * 5000 + "/graph.svg", 422),
+    ("GET", "/api/stats?window=" + "9" * 5000, 422),
+    ("GET", "/api/instances?key=%FF%FE", 200),
+    ("GET", "/?key=%FF", 200),
+    ("GET", "/?saga=" + "a" * 10_000, 422),
+    ("GET", "/?waitingTimer=maybe", 422),
+    ("GET", "/?startedAfter=99999-01-01", 422),
+    ("GET", "/?" + "status=failed&" * 2000, 200),
+    ("GET", "/?offset=1&offset=" + "9" * 5000, 200),
+    ("GET", "/static/../sagas/server/app.py", 404),
+    ("GET", "/static/%2e%2e/app.py", 404),
+    ("GET", "/docs/assets/%2e%2e/%2e%2e/secrets.py", 404),
+    ("PUT", "/api/instances/x/retry", 405),
+    ("DELETE", "/", 405),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"), HOSTILE_REQUESTS, ids=[p[:40] for _, p, _ in HOSTILE_REQUESTS]
+)
+def test_hostile_paths_and_queries_are_answered_without_a_server_error(
+    client: TestClient, method: str, path: str, status: int
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["x-frame-options"] == "DENY"
+    if status >= 400 and not response.headers["content-type"].startswith("text/html"):
+        assert response.headers["content-type"] == PROBLEM_JSON
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [
+        b"Bearer",
+        b"Bearer " + b"t" * 100_000,
+        b"Basic dXNlcjpwYXNz",
+        b"Bearer " + TOKEN.encode() + b"\xc3\xa9\xff",
+        b"bearer  " + TOKEN.encode() + b"x",
+    ],
+    ids=["no-credentials", "huge", "basic", "not-ascii", "near-miss"],
+)
+def test_a_malformed_authorization_header_is_a_401(
+    client: TestClient, seeded: Seeded, authorization: bytes
+) -> None:
+    response = client.post(
+        f"/api/instances/{seeded.order_failed}/retry",
+        content=b"{}",
+        headers=[(b"content-type", b"application/json"), (b"authorization", authorization)],
+    )
+    body = problem(response, 401)
+    assert "bearer token" in body["detail"]
+    assert response.headers["www-authenticate"] == "Bearer"
