@@ -172,8 +172,8 @@ class Engine:
                     if due:
                         claimed = len(due)
                         due = not_held_back(tx, due, queued)
-                        # Timers left (held back, or beyond the batch): look again next round.
-                        self._noticed = len(due) < claimed or claimed == self.batch_size
+                        if len(due) < claimed or claimed == self.batch_size:
+                            self.notice()  # timers left (held back, or beyond the batch)
                 else:
                     due, queued = [], []
                 if carry or due or queued or fired_until:
