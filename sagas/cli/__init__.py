@@ -8,7 +8,7 @@ import sys
 import click
 
 from sagas.cli.db import db
-from sagas.cli.definitions import definitions, graph, schema, validate
+from sagas.cli.definitions import graph, list_definitions, schema, validate
 from sagas.cli.demo import demo
 from sagas.cli.inspect import list_instances, show
 from sagas.cli.operate import ACTIONS
@@ -32,7 +32,7 @@ COMMANDS = (
     validate,
     graph,
     schema,
-    definitions,
+    list_definitions,
     worker,
     publish,
     list_instances,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import click
@@ -18,10 +19,11 @@ from sagas.definitions import (
     to_dot,
     to_mermaid,
 )
+from sagas.definitions.model import MAX_NAME_LENGTH, NAME_PATTERN, pattern_problem
 from sagas.errors import DefinitionError, SagaError
 from sagas.handlers import import_handlers
 
-__all__ = ["definitions", "graph", "schema", "validate"]
+__all__ = ["graph", "list_definitions", "schema", "validate"]
 
 
 @click.command()
@@ -96,14 +98,19 @@ def schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
-@click.command()
+@click.command("definitions")
 @click.option("--saga", "name", metavar="NAME", help="Only the versions of this saga.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @db_option()
 @reports_errors
-def definitions(name: str | None, as_json: bool, db: str) -> None:
+def list_definitions(name: str | None, as_json: bool, db: str) -> None:
     """List the registered definition versions, oldest first per saga, with how many of their
     instances are still running (not ended): a version without any can be retired."""
+    if name is not None and len(name) > MAX_NAME_LENGTH:
+        message = f"a saga name is at most {MAX_NAME_LENGTH} characters"
+        raise click.BadParameter(message, param_hint="--saga")
+    if name is not None and not re.fullmatch(NAME_PATTERN, name):
+        raise click.BadParameter(pattern_problem(name, NAME_PATTERN), param_hint="--saga")
     store = open_store(db, read_only=True)
     try:
         found = store.definitions(name)
@@ -125,7 +132,7 @@ def definitions(name: str | None, as_json: bool, db: str) -> None:
         return
     table = Table(title="Registered saga definitions")
     for column in ("saga", "version", "trigger", "steps", "running"):
-        table.add_column(column, justify="right" if column in ("version", "steps") else "left")
+        table.add_column(column, justify="left" if column in ("saga", "trigger") else "right")
     for row in rows:
         # Text, not markup: names come from definition files.
         table.add_row(*(Text(str(row[key])) for key in row))

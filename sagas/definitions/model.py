@@ -64,8 +64,11 @@ def pattern_problem(value: object, pattern: str) -> str:
     return f"{shown} is not a valid {what}: use only {rule}"
 
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=200)]
-EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN, max_length=200)]
+MAX_NAME_LENGTH = 200
+"""The longest name or event type (characters)."""
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=MAX_NAME_LENGTH)]
+EventType = Annotated[str, Field(pattern=EVENT_TYPE_PATTERN, max_length=MAX_NAME_LENGTH)]
 
 
 def _as_list(value: Any) -> Any:

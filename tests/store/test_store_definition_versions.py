@@ -187,3 +187,16 @@ def test_sagas_definitions_of_a_missing_database_says_so_and_creates_nothing(
     assert code == 1
     assert f"no database at {missing}" in out
     assert not missing.exists()
+
+
+def test_sagas_definitions_refuses_a_saga_name_that_breaks_the_rule_before_reading(
+    database: str,
+) -> None:
+    for name in ("a\x00b", "order fulfilment", "Bestellung_für"):
+        code, out = invoke("definitions", "--saga", name, "--db", database)
+        assert code == 2, out
+        assert "Invalid value for --saga" in out
+        assert "is not a valid name: use only ASCII letters" in out
+    code, out = invoke("definitions", "--saga", "x" * 100_000, "--db", database)
+    assert code == 2, out
+    assert "Invalid value for --saga: a saga name is at most 200 characters" in out
