@@ -43,6 +43,8 @@ from sagas.events import Event
 __all__ = ["CorrelationError", "Decision", "correlation_key", "decide", "saga_id_for"]
 
 _SAGA_NAMESPACE = uuid.UUID("6b0c1e64-5a55-4c1e-9a3f-5a6761730001")
+MAX_KEY_LENGTH = 500
+"""The longest correlation key: what the store keeps for an instance's key."""
 
 
 class CorrelationError(SagaError, ValueError):
@@ -65,7 +67,13 @@ def correlation_key(expression: str, data: Any) -> str:
         raise CorrelationError(f"correlation: {exc}") from None
     if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
         raise CorrelationError(f"correlation {expression!r} gives no key (found {value!r})")
-    return str(value)
+    key = str(value)
+    if len(key) > MAX_KEY_LENGTH:
+        raise CorrelationError(
+            f"correlation {expression!r} gives a key of {len(key):,} characters "
+            f"(at most {MAX_KEY_LENGTH})"
+        )
+    return key
 
 
 def decide(

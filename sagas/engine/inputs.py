@@ -21,8 +21,7 @@ __all__ = ["apply_event", "reply_kind"]
 
 def apply_event(t: Transition) -> Decision:
     if t.status.terminal:
-        late = on_late_success(t) if compensation_began(t) else None
-        return late or t.ignore(f"saga already {t.status.value}")
+        return on_late_success(t) or t.ignore(f"saga already {t.status.value}")
     kind = t.event.event_type
     if kind in (HANDLER_SUCCEEDED, HANDLER_FAILED):
         return on_handler_outcome(t)
@@ -131,9 +130,11 @@ def on_late_success(t: Transition) -> Decision | None:
     known not to have done its work (a failure reply, an interrupted wait), or already
     compensated, gets its compensation (again); one whose compensation is under way gets
     it once more after it (the participant may have seen the undo before the action).
+
+    Before compensation began, see :func:`on_late_forward_success`.
     """
     if not compensation_began(t):
-        return None
+        return on_late_forward_success(t)
     name = late_success_of(t)
     if name is None:
         return None
@@ -167,6 +168,31 @@ def on_late_success(t: Transition) -> Decision | None:
     if t.status == InstanceStatus.COMPENSATED:
         t.status = InstanceStatus.COMPENSATING
         t.notes.append("compensating again")
+    return t.finish()
+
+
+def on_late_forward_success(t: Transition) -> Decision | None:
+    """A success for a step that gave up with its outcome unknown and can only go forward (the
+    pivot, a step after it): it was done after all, so it is done, with the data of the
+    reply; a saga failed by it alone goes on (its deadline re-armed, as an operator's retry
+    would). ``None`` when the event is no such success."""
+    if t.status not in (InstanceStatus.RUNNING, InstanceStatus.FAILED):
+        return None
+    name = late_success_of(t)
+    if name is None:
+        return None
+    step = t.steps[name]
+    if step.status != StepStatus.FAILED or not step.outcome_unknown or not t.goes_forward(name):
+        return None
+    t.notes.append(f"late success of step {name!r}: it was done after all")
+    result = t.event.data.get("result") if t.event.event_type == HANDLER_SUCCEEDED else t.event.data
+    t.succeed(name, False, result if isinstance(result, dict) else {})
+    still_failed = [n for n, s in t.steps.items() if s.status == StepStatus.FAILED]
+    if t.status == InstanceStatus.FAILED and not still_failed:
+        t.status, t.reason = InstanceStatus.RUNNING, None
+        t.rearm_deadline()
+    elif not still_failed:
+        t.reason = None  # running, settling: nothing failed any more
     return t.finish()
 
 

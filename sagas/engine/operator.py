@@ -34,7 +34,7 @@ from typing import Any
 from sagas.engine.decision import Decision
 from sagas.engine.effects import Finish, TimerKind
 from sagas.engine.state import InstanceStatus, StepStatus
-from sagas.engine.transition import Transition, after_pivot
+from sagas.engine.transition import Transition
 from sagas.events import Event
 
 __all__ = [
@@ -195,7 +195,7 @@ class _Operator:
         if t.status == InstanceStatus.FAILED:
             return self.retry()  # which runs again what was in flight (see revive)
         if t.status == InstanceStatus.RUNNING:
-            self.rearm_deadline()
+            self.t.rearm_deadline()
         for name, step in t.steps.items():
             if step.status in (StepStatus.RUNNING, StepStatus.COMPENSATING):
                 undo = step.status == StepStatus.COMPENSATING
@@ -217,7 +217,7 @@ class _Operator:
             step.status == StepStatus.FAILED
             and t.status == InstanceStatus.FAILED
             and not undo
-            and name in after_pivot(t.definition)
+            and t.goes_forward(name)
         )
         if not (undo or forward) or t.status in (
             InstanceStatus.CANCELLED,
@@ -244,11 +244,11 @@ class _Operator:
         """Steps a retry applies to: failed ones of a failed instance, waiting retries."""
         t = self.t
         if t.status == InstanceStatus.FAILED:
-            pivoted = after_pivot(t.definition)
             return [
                 name
                 for name, step in t.steps.items()
-                if step.status == StepStatus.FAILED and (self.undo_failed(name) or name in pivoted)
+                if step.status == StepStatus.FAILED
+                and (self.undo_failed(name) or t.goes_forward(name))
             ]
         if t.status in (InstanceStatus.RUNNING, InstanceStatus.COMPENSATING):
             return [name for name, step in t.steps.items() if step.retry_due is not None]
@@ -295,7 +295,7 @@ class _Operator:
         t.status = InstanceStatus.COMPENSATING if compensating else InstanceStatus.RUNNING
         t.reason = t.reason if compensating else None
         if not compensating:
-            self.rearm_deadline()
+            self.t.rearm_deadline()
         for name in list(t.steps):
             step = t.steps[name]
             if name == keep or step.status not in (StepStatus.RUNNING, StepStatus.COMPENSATING):
@@ -304,16 +304,6 @@ class _Operator:
             if step.retry_due is None:
                 self.drop_timers(name)
             t.start_attempt(name, t.attempt_of(name, undo) + 1, undo)
-
-    def rearm_deadline(self) -> None:
-        """Schedule the saga deadline anew, from now (under a new timer id: the fired event of
-        the first one is in the inbox, and a repeat of an id is dropped as a duplicate)."""
-        t = self.t
-        deadline = t.definition.deadline
-        if deadline is not None:
-            t.deadline_armed += 1
-            t.schedule(TimerKind.DEADLINE, None, 0, False, t.now + deadline)
-            t.notes.append(f"deadline re-armed: {t.now + deadline}")
 
     def describe(self, name: str) -> str:
         step = self.t.steps[name]

@@ -132,6 +132,23 @@ class Transition:
         self.end(InstanceStatus.COMPENSATED, self.reason)
         return False
 
+    def goes_forward(self, name: str) -> bool:
+        """Whether step ``name`` can only be retried or done, never undone: a step after the
+        pivot, or the pivot itself once its outcome is unknown (it may have gone through)."""
+        if name in after_pivot(self.definition):
+            return True
+        return self.definition.step(name).pivot and self.steps[name].outcome_unknown
+
+    def rearm_deadline(self) -> None:
+        """Schedule the saga deadline anew, from now, for an instance that goes back to
+        ``running`` after it ended (under a new timer id: the fired event of the first one is
+        in the inbox, and a repeat of an id is dropped as a duplicate)."""
+        deadline = self.definition.deadline
+        if deadline is not None:
+            self.deadline_armed += 1
+            self.schedule(TimerKind.DEADLINE, None, 0, False, self.now + deadline)
+            self.notes.append(f"deadline re-armed: {self.now + deadline}")
+
     def owes_undo(self, name: str) -> bool:
         """Whether step ``name`` was given up (failed or interrupted) with an unknown outcome
         and its compensation has not started yet."""
@@ -262,11 +279,21 @@ class Transition:
         if undo:
             self.end(InstanceStatus.FAILED, f"compensation of {name!r} gave up: {error}")
             return
-        if self.steps[name].outcome_unknown:
-            self.completed.append(name)  # it may have been done: undone with the others
+        unknown = self.steps[name].outcome_unknown
         if name in after_pivot(self.definition):
             self.gave_up_after_pivot(name, error)
+        elif unknown and self.definition.step(name).pivot:
+            # It may have gone through, and nothing undoes a pivot: undoing the steps before it
+            # could leave it done without them. An operator retries it (the participant
+            # deduplicates on its idempotency key and answers for good) or marks it done.
+            self.end(
+                InstanceStatus.FAILED,
+                f"the pivot {name!r} gave up with its outcome unknown ({error}): "
+                "retry it, or skip it if it was done",
+            )
         elif self.status == InstanceStatus.RUNNING:
+            if unknown:
+                self.completed.append(name)  # it may have been done: undone with the others
             self.begin_compensation(f"step {name!r} failed: {error}")
 
     def begin_compensation(self, reason: str) -> None:

@@ -942,6 +942,39 @@ def test_resume_a_cancelled_saga_after_the_pivot_runs_again_the_step_in_flight()
     assert status_of(saga) == InstanceStatus.FAILED  # by the mail, as before the cancel
 
 
+def ship_timed_out() -> Instance:
+    order = order_waiting_for_shipment()
+    order.fire("ship/1/timeout")
+    assert order.state.status == InstanceStatus.FAILED  # the pivot's outcome is unknown
+    return order
+
+
+def test_retry_of_a_pivot_whose_outcome_is_unknown_asks_again_under_the_same_key() -> None:
+    order = ship_timed_out()
+
+    act(order, RETRY, step="ship")
+
+    assert effects_of(order) == [
+        "schedule deadline/1",
+        "schedule ship/2/timeout",
+        "publish ShipOrder ship/2",
+    ]
+    first, second = published(order, "ship/1").command, published(order, "ship/2").command
+    assert first.idempotency_key == second.idempotency_key == f"{order.saga_id}/ship"
+    assert (first.attempt, second.attempt) == (1, 2)
+    order.reply("OrderShipped", "ship", attempt=2)  # the shipper had sent it: it says so again
+    assert status_of(order) == InstanceStatus.COMPLETED
+
+
+def test_skip_a_pivot_whose_outcome_is_unknown_when_it_was_done() -> None:
+    order = ship_timed_out()
+
+    act(order, SKIP, step="ship", data={"trackingNumber": "seen-by-phone"})
+
+    assert status_of(order) == InstanceStatus.COMPLETED
+    assert order.state.data["trackingNumber"] == "seen-by-phone"
+
+
 def test_skip_a_failed_step_of_a_compensating_saga_is_refused() -> None:
     order = paying_order()
     order.handler_raises("take_payment", "card declined", retryable=False)

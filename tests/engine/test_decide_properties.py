@@ -262,12 +262,17 @@ class Run:
         self.late_successes += late
         # After the decision that produced Finish, every event is ignored, but a late success
         # of a step that may have been done after its compensation: it is compensated (again).
+        # A failed saga whose step after the pivot (or pivot) gave up with an unknown outcome
+        # goes on when that step's success comes after all.
+        forward = late and "was done after all" in decision.note
         if self.finished and not decision.ignored:
             assert late, f"{event.event_type} after the end: {decision.note}"
             assert before is not None
-            # Compensating again (or ended at once: a compensation that needs no answer, or
-            # one that could not start).
-            assert after.status not in (InstanceStatus.RUNNING, InstanceStatus.COMPLETED)
+            if forward:
+                assert before.status == InstanceStatus.FAILED, decision.note
+            else:  # compensating again (or ended at once: a compensation that needs no
+                # answer, or one that could not start)
+                assert after.status not in (InstanceStatus.RUNNING, InstanceStatus.COMPLETED)
             self.finished = after.status.terminal
         finishes = [e for e in effects if isinstance(e, Finish)]
         if finishes:
@@ -277,7 +282,7 @@ class Run:
         assert after.status.terminal == self.finished, decision.note
         # No step starts once the instance is compensating or has ended, nor after the
         # compensation began or the end came within this very decision.
-        if before is not None and before.status != InstanceStatus.RUNNING:
+        if before is not None and before.status != InstanceStatus.RUNNING and not forward:
             assert _starts(effects, compensating=False) == [], decision.note
         for position, effect in enumerate(effects):
             if isinstance(effect, Finish) or effect in _starts(effects, compensating=True):
@@ -569,7 +574,8 @@ def test_compensations_start_for_the_completed_steps_in_reverse_order_of_complet
         name
         for decision in run.decisions
         for name, step in decision.state.steps.items()
-        if step.status in after_success or step.outcome_unknown
+        if step.status in after_success
+        or (step.outcome_unknown and not definition.step(name).pivot)
     }
     assert maybe_done <= set(final.completed)
     if not run.late_successes:

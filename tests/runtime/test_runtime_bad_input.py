@@ -266,3 +266,20 @@ def test_a_subscriber_that_raises_becomes_a_dead_letter_and_the_engine_carries_o
     assert letter.event_id == "created-2"
     assert "audit" in letter.reason
     assert "audit log is full" in letter.reason
+
+
+def test_a_correlation_key_too_long_to_keep_is_a_dead_letter_and_blocks_nothing(
+    engine: Engine, clock: ManualClock, orders: Participants
+) -> None:
+    # PostgreSQL keeps keys of at most 500 characters: a longer one made every round fail.
+    engine.publish(order_created("o" * 501, clock.now(), event_id="too-long"))
+    engine.publish(order_created("fine", clock.now()))
+
+    engine.run_until_idle()
+
+    [letter] = engine.store.dead_letters()
+    assert letter.event_id == "too-long"
+    assert "gives a key of 501 characters (at most 500)" in letter.reason
+    fine = saga_id_for("order_fulfillment", "fine")
+    assert engine.store.instance(fine).state.status == InstanceStatus.COMPLETED
+    assert engine.store.queue_depth() == 0

@@ -1,6 +1,7 @@
-"""Retries on a manual clock: an unanswered command is retried with its back-off and then
-compensated; replies that come after their timeout change nothing; a compensation that keeps
-failing follows its own back-off and leaves the instance ``failed`` for an operator."""
+"""Retries on a manual clock: an unanswered command is retried with its back-off; when it is the
+pivot, whose outcome is then unknown, the instance fails for an operator and a success that
+comes after all lets it go on; replies to attempts past change nothing; a compensation that
+keeps failing follows its own back-off and leaves the instance ``failed`` for an operator."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def reply(engine: Engine, clock: ManualClock, command: Event, data: dict[str, st
     return event
 
 
-def test_an_unanswered_command_is_retried_with_its_back_off_then_compensated(
+def test_an_unanswered_pivot_is_retried_with_its_back_off_then_fails_for_an_operator(
     engine: Engine, clock: ManualClock, booking: Booking, definition: SagaDefinition
 ) -> None:
     t0 = start(engine, clock)
@@ -132,13 +133,17 @@ def test_an_unanswered_command_is_retried_with_its_back_off_then_compensated(
         assert entry.recorded_at == sent[attempt - 1] + timedelta(seconds=30)
         assert sent[attempt] == timer.due_at
 
+    # It may have been confirmed, and nothing undoes a pivot: the booking is not cancelled
+    # behind its back; an operator retries it (same idempotency key) or marks it done.
     state = engine.store.instance(SAGA_ID).state
-    assert state.status == InstanceStatus.COMPENSATED
+    assert state.status == InstanceStatus.FAILED
+    assert state.reason is not None
+    assert state.reason.startswith("the pivot 'confirm' gave up with its outcome unknown")
     confirm = state.steps["confirm"]
     assert (confirm.status, confirm.attempt) == (StepStatus.FAILED, 4)
     assert "timed out after" in (confirm.error or "")
-    end = sent[3] + timedelta(seconds=30)
-    assert booking.calls == [("book", t0), ("cancel", end)]
+    assert booking.calls == [("book", t0)]
+    assert len({command.idempotency_key for command in booking.confirms}) == 1
     assert engine.store.timers() == []
     assert_timers_fired_once(engine.store, SAGA_ID)
     assert_replays(engine.store, SAGA_ID)
@@ -207,22 +212,25 @@ def test_a_reply_that_comes_during_the_back_off_is_ignored(
     assert len(booking.confirms) == 2, "the retry is still sent"
 
 
-def test_a_reply_after_the_step_failed_changes_nothing(
+def test_a_success_after_the_pivot_gave_up_lets_the_saga_go_on(
     engine: Engine, clock: ManualClock, booking: Booking
 ) -> None:
     start(engine, clock)
     while run_to_next_timer(engine, clock) is not None:
         pass
-    before = engine.store.instance(SAGA_ID).state
-    assert before.status == InstanceStatus.COMPENSATED
+    assert engine.store.instance(SAGA_ID).state.status == InstanceStatus.FAILED
 
     clock.advance("1m")
     late = reply(engine, clock, booking.confirms[-1], {"confirmation": "late"})
 
-    assert_ignored_without_effect(engine, late, "saga already compensated")
-    assert engine.store.instance(SAGA_ID).state == before
+    last = engine.store.log(SAGA_ID)[-1]
+    assert last.event.event_id == late.event_id
+    assert "late success of step 'confirm': it was done after all" in last.note
+    state = engine.store.instance(SAGA_ID).state
+    assert state.status == InstanceStatus.COMPLETED
+    assert state.data["confirmation"] == "late"
     assert engine.store.timers() == []
-    assert [name for name, _ in booking.calls] == ["book", "cancel"]
+    assert [name for name, _ in booking.calls] == ["book"]
     assert_replays(engine.store, SAGA_ID)
 
 
