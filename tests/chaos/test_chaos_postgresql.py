@@ -437,7 +437,7 @@ def check_instances(store: SQLStore, orders: list[str], declined: set[str], chao
         if order in declined:
             assert state.steps["reserve_inventory"].status == StepStatus.COMPENSATED, order
             assert state.steps["take_payment"].status == StepStatus.FAILED, order
-            assert state.steps["ship"].status == StepStatus.PENDING, order
+            assert state.steps["ship"].status == StepStatus.NOT_RUN, order
             assert_compensated_in_reverse(store, state.saga_id)
         else:
             steps = {name: state.steps[name].status for name in STEPS}
@@ -481,7 +481,7 @@ def expected_effects(order: str, declined: bool) -> dict[str, str]:
         }
     return {
         "reserve": f"{saga_id}/reserve_inventory/1",
-        "payment": f"{saga_id}/take_payment/1",
+        "payment": f"{saga_id}/take_payment",  # a handler's key is the same for every attempt
         "ship": f"{saga_id}/ship/1",
     }
 
@@ -647,7 +647,7 @@ def test_a_busy_worker_takes_over_a_dead_workers_effects(
             payments = conn.execute(
                 "SELECT key FROM chaos_effects WHERE kind = 'payment' AND order_id = %s", (order,)
             ).fetchall()
-        assert payments == [(f"{saga_id}/take_payment/1",)], log
+        assert payments == [(f"{saga_id}/take_payment",)], log
         payment = state.steps["take_payment"]
         assert payment.started_at is not None
         assert payment.finished_at is not None
