@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter
 
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.internal import TIMER_FIRED
@@ -41,15 +42,19 @@ def not_held_back(
 
 
 def in_receipt_order(fresh: Sequence[Received], queued: Sequence[QueuedEvent]) -> list[Received]:
-    """``fresh`` (carried, fired and scheduled events) and ``queued``, in order of receipt;
-    otherwise the order stays (an instance's queued events by queue position)."""
-    arrivals = [*fresh, *(Received(item.event, item.received_at) for item in queued)]
-    arrivals.sort(key=_receipt_order)
+    """``fresh`` (carried and scheduled events, then fired timers: they come last) and
+    ``queued``, in order of receipt; at the same time events before timers, and otherwise the
+    order stays (an instance's queued events by queue position)."""
+    split = len(fresh)
+    while split and fresh[split - 1].event.event_type == TIMER_FIRED:
+        split -= 1
+    arrivals = [*fresh[:split], *(Received(item.event, item.received_at) for item in queued)]
+    arrivals += fresh[split:]
+    arrivals.sort(key=_AT)  # stable: at the same time, the timers stay last
     return arrivals
 
 
-def _receipt_order(item: Received) -> tuple[datetime, bool]:
-    return item.at, item.event.event_type == TIMER_FIRED
+_AT = attrgetter("at")
 
 
 def scheduled_starts(

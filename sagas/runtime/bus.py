@@ -12,6 +12,7 @@ import contextvars
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sagas.clock import Clock
@@ -56,8 +57,9 @@ class EventBus:
         ``meta`` takes ``event_id``, ``correlation_id``, ``causation_id``, ``saga_id`` and
         ``schema_version``.
         """
-        event = Event.create(event_type, data, at=self._clock.now(), **meta)
-        self.publish_event(event)
+        now = self._clock.now()
+        event = Event.create(event_type, data, at=now, **meta)
+        self._receive(event, now)
         return event
 
     def publish_event(self, event: Event) -> bool:
@@ -72,12 +74,17 @@ class EventBus:
             the event is then written with the delivery's own transaction).
         :raises EventError: when the intake refuses it.
         """
+        return self._receive(event, self._clock.now())
+
+    def _receive(self, event: Event, received_at: datetime) -> bool:
+        """Take ``event``, received by the engine at ``received_at`` (its clock): races with
+        timers are decided by this time."""
         self.intake.check(event)
         collected = _collecting.get()
         if collected is not None:
-            collected.append(Received(event, self._clock.now()))
+            collected.append(Received(event, received_at))
             return True
-        new = self._store.enqueue([event], received_at=self._clock.now()) == 1
+        new = self._store.enqueue([event], received_at=received_at) == 1
         if new and self.on_publish is not None:
             self.on_publish()
         return new

@@ -259,7 +259,7 @@ class Engine:
             Received(timer_fired(record.timer, record.saga_id, now), record.timer.due_at)
             for record in due
         ]
-        fresh = self._unseen(tx, [*carry.events, *fired, *starts], queued)
+        fresh = self._unseen(tx, [*carry.events, *starts, *fired], queued)
         # One time for the whole round: each log entry records the time its decision was
         # made at, so replaying the log with those times rebuilds exactly the stored state.
         batch = Batch(now=now)

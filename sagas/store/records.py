@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from sagas.engine.effects import (
     DeliverEvent,
@@ -52,11 +53,11 @@ class QueuedEvent:
     received_at: datetime
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):
     """An event a round decides without its having been queued (a handler's outcome, a fired
     timer, a scheduled start, an event published while effects were carried out), and when the
-    engine received it: a round decides what it takes in in order of these times."""
+    engine received it: a round decides what it takes in in order of these times. (A tuple: a
+    round makes thousands.)"""
 
     event: Event
     at: datetime
