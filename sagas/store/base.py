@@ -160,6 +160,13 @@ class Store(ABC):
         """
 
     @abstractmethod
+    def enqueue_new(self, events: Sequence[Event], *, received_at: datetime) -> list[bool]:
+        """Queue events as :meth:`enqueue` does, in one transaction; per event, whether it
+        was newly queued (``False``: the inbox had its id, or an earlier event of ``events``
+        has it). The answer is exact even while other writers queue the same ids.
+        """
+
+    @abstractmethod
     def queued(self, limit: int) -> list[QueuedEvent]:
         """The oldest queued events, by global position."""
 

@@ -39,6 +39,7 @@ from sagas.store.dialect import (
     notify,
 )
 from sagas.store.filters import InstanceFilter
+from sagas.store.inbox_sql import SQLInbox
 from sagas.store.opening import check_schema, create_reader_engine, create_writer_engine
 from sagas.store.records import (
     Backlog,
@@ -69,7 +70,7 @@ def database_url(value: str) -> str:
     return value
 
 
-class SQLStore(Store):
+class SQLStore(SQLInbox, Store):
     """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use,
     unless it is opened ``read_only``."""
 
