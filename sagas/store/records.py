@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -115,7 +116,13 @@ class TimerRecord:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """Input the engine could not use, kept with the reason (never silently dropped)."""
+    """Input the engine could not use, kept with the reason (never silently dropped).
+
+    ``payload`` is the message as received: text, or base64 when ``encoding`` is
+    ``"base64"`` (bytes that are not UTF-8); :attr:`raw` gives the bytes either way.
+    ``source`` says where it came from (``runtime``: the engine's own rounds; ``cli``,
+    ``bus``, ``http`` or a transport's name), ``attempts`` how often it was delivered.
+    """
 
     reason: str
     payload: str
@@ -124,6 +131,16 @@ class DeadLetter:
     saga_id: str | None = None
     created_at: datetime | None = None
     id: int = 0
+    source: str = "runtime"
+    attempts: int = 1
+    encoding: str = "text"
+
+    @property
+    def raw(self) -> bytes:
+        """The message as received, as bytes."""
+        if self.encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode("utf-8", "surrogatepass")
 
 
 @dataclass

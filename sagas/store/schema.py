@@ -188,4 +188,11 @@ dead_letters = Table(
     Column("payload", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # Where it came from, how often it was delivered, how the payload is kept (0004).
+    Column("source", String(50), nullable=False, server_default="runtime"),
+    Column("attempts", Integer, nullable=False, server_default="1"),
+    Column("encoding", String(10), nullable=False, server_default="text"),
+    Index("ix_saga_dead_letters_created", "created_at"),
 )
+"""What the engine could not use (see :class:`~sagas.store.records.DeadLetter`): kept until an
+operator replays or drops it (``sagas dead-letters``)."""

@@ -236,7 +236,7 @@ def test_downgrading_to_0001_and_upgrading_again(at_0001: SQLStore) -> None:
 def test_a_new_database_is_at_the_head_and_upgrading_again_changes_nothing(database: str) -> None:
     store = SQLStore(database)
     try:
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == "0004"
         before = shape(store)
         store.upgrade()
         assert shape(store) == before
