@@ -14,6 +14,7 @@ from sagas.definitions.model import SagaDefinition
 from sagas.engine.state import InstanceStatus, SagaState
 from sagas.errors import SagaError
 from sagas.events import Event
+from sagas.store.dead_letters import DeadLetterFilter, Requeue
 from sagas.store.filters import InstanceFilter
 from sagas.store.records import (
     Backlog,
@@ -252,6 +253,58 @@ class Store(ABC):
     @abstractmethod
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The most recent dead letters first."""
+
+    # -- dead letters (sagas.store.dead_letters) --------------------------------------------
+
+    @abstractmethod
+    def record_dead_letter(self, letter: DeadLetter) -> int:
+        """Keep ``letter`` (for the ways in that cannot answer the sender: see
+        :func:`~sagas.store.dead_letters.dead_letter_of`); returns its id."""
+
+    @abstractmethod
+    def find_dead_letters(
+        self, where: DeadLetterFilter | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[DeadLetter]:
+        """The dead letters ``where`` selects (all by default), the most recent first."""
+
+    @abstractmethod
+    def dead_letter_ids(self, where: DeadLetterFilter | None = None) -> list[int]:
+        """The ids of every dead letter ``where`` selects, the most recent first."""
+
+    @abstractmethod
+    def count_dead_letters(self, where: DeadLetterFilter | None = None) -> int:
+        """How many dead letters ``where`` selects."""
+
+    @abstractmethod
+    def dead_letter(self, letter_id: int) -> DeadLetter:
+        """One dead letter.
+
+        :raises UnknownDeadLetterError: when there is none with that id.
+        """
+
+    @abstractmethod
+    def requeue_dead_letter(
+        self,
+        letter_id: int,
+        event: Event,
+        *,
+        received_at: datetime,
+        saga_ids: Collection[str] = (),
+        dry_run: bool = False,
+    ) -> Requeue:
+        """Queue ``event`` (what dead letter ``letter_id`` holds, accepted by the intake) at
+        ``received_at`` and remove the dead letter, in one transaction; ``dry_run`` writes
+        nothing and says what it would do.
+
+        :returns: ``DUPLICATE`` (nothing queued, the dead letter removed) when the event waits
+            in the queue or an instance among ``saga_ids`` has it in its log; ``GONE`` when
+            the dead letter no longer exists; else ``QUEUED`` (also when the inbox knows the
+            event as processed without effect: it was dead-lettered then).
+        """
+
+    @abstractmethod
+    def drop_dead_letters(self, letter_ids: Collection[int]) -> int:
+        """Remove these dead letters; returns how many there were."""
 
     @abstractmethod
     def queue_depth(self) -> int:

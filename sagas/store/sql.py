@@ -30,6 +30,7 @@ from sagas.store import queries, rows
 from sagas.store import schema as t
 from sagas.store.base import ConcurrencyConflictError, Store, StoreError, UnknownSagaError
 from sagas.store.bulk import BulkStatements
+from sagas.store.dead_letter_sql import SQLDeadLetters
 from sagas.store.dialect import (
     SQLITE_PRAGMAS,
     insert_or_skip,
@@ -70,7 +71,7 @@ def database_url(value: str) -> str:
     return value
 
 
-class SQLStore(SQLInbox, Store):
+class SQLStore(SQLDeadLetters, SQLInbox, Store):
     """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use,
     unless it is opened ``read_only``."""
 
