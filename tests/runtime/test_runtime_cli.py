@@ -171,6 +171,6 @@ def test_demo_on_a_small_run_prints_the_summary(database: str) -> None:
 
 def test_db_upgrade_and_current_print_the_head_revision(database: str) -> None:
     assert "empty" in ok("db", "current", "--db", database)
-    assert "0003" in ok("db", "upgrade", "--db", database)
-    assert ok("db", "current", "--db", database).strip() == "0003"
-    assert "0003" in ok("db", "upgrade", "--db", database)  # a second upgrade is harmless
+    assert "0004" in ok("db", "upgrade", "--db", database)
+    assert ok("db", "current", "--db", database).strip() == "0004"
+    assert "0004" in ok("db", "upgrade", "--db", database)  # a second upgrade is harmless

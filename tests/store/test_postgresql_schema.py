@@ -23,7 +23,7 @@ def test_every_table_and_the_schema_revision_land_in_the_schema_of_the_url(
                     " WHERE schemaname IN (current_schema(), 'public')"
                 )
             ).all()
-        assert store.current_revision() == "0003"
+        assert store.current_revision() == "0004"
     finally:
         store.close()
     assert schema is not None
