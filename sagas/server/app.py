@@ -10,11 +10,13 @@ from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sagas.clock import Clock, SystemClock
+from sagas.intake import DEFAULT_MAX_EVENT_BYTES, Intake
 from sagas.jsontext import DEFAULT_MAX_BYTES
 from sagas.secrets import mask_url
 from sagas.server import api, dashboard
 from sagas.server.context import Context, no_nul_characters
 from sagas.server.docs import install_docs
+from sagas.server.events import DEFAULT_MAX_BATCH_EVENTS, events_router
 from sagas.server.metrics import metrics_registry
 from sagas.server.problems import install_problem_handlers
 from sagas.server.security import SecurityHeaders
@@ -31,10 +33,15 @@ def create_app(
     clock: Clock | None = None,
     database: str = "",
     max_body_bytes: int = DEFAULT_MAX_BYTES,
+    publish_token: str | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_batch_events: int = DEFAULT_MAX_BATCH_EVENTS,
 ) -> FastAPI:
     """The app on ``store``. Mutating requests need ``Authorization: Bearer <token>``; with
     ``read_only`` (or no token) there are none. ``database`` is shown in the dashboard, its
     password masked. A request body larger than ``max_body_bytes`` is refused (413).
+    ``POST /events`` takes events sent with ``publish_token`` (none without it, or read-only),
+    each at most ``max_event_bytes``, at most ``max_batch_events`` in one request.
     Links and assets are paths under the server's root path (``uvicorn --root-path``, set
     behind a proxy), never URLs built from the request's ``Host`` header."""
     app = FastAPI(
@@ -55,10 +62,12 @@ def create_app(
         read_only or token is None,
         mask_url(database),
         max_body_bytes,
+        None if read_only else publish_token,
     )
     app.state.context = ctx
     install_problem_handlers(app)
     app.include_router(api.router)
+    app.include_router(events_router(Intake(max_event_bytes), max_batch_events))
     app.include_router(dashboard.router)
     install_docs(app, "sagas")
     app.add_middleware(SecurityHeaders)
