@@ -48,6 +48,8 @@ class Context:
     read_only: bool
     database: str = ""
     max_body_bytes: int = DEFAULT_MAX_BYTES
+    publish_token: str | None = None
+    """The token of ``POST /events`` (see :mod:`sagas.server.events`); ``None``: no events."""
     operations: Operations = field(init=False)
 
     def __post_init__(self) -> None:
@@ -82,7 +84,10 @@ def check_token(ctx: Context, credentials: HTTPAuthorizationCredentials | None) 
         raise ProblemError(
             401, "missing bearer token: send 'Authorization: Bearer <token>'", challenge
         )
-    if not secrets.compare_digest(credentials.credentials.encode(), ctx.token.encode()):
+    given = credentials.credentials.encode()
+    if ctx.publish_token is not None and secrets.compare_digest(given, ctx.publish_token.encode()):
+        raise ProblemError(403, "the publish token only publishes events (POST /events)")
+    if not secrets.compare_digest(given, ctx.token.encode()):
         raise ProblemError(401, "wrong bearer token", challenge)
 
 
