@@ -61,6 +61,9 @@ def parse_definition(
 
     :raises DefinitionError: every problem found.
     """
+    if len(text) > MAX_DEFINITION_BYTES:  # characters: at least as many bytes
+        message = f"larger than {MAX_DEFINITION_BYTES:,} bytes; a definition is smaller"
+        raise DefinitionError([Problem(source, None, "(yaml)", message)])
     try:
         node = compose_yaml(text)
         raw = construct_yaml(node) if node is not None else None

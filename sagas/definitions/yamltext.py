@@ -41,6 +41,7 @@ MAX_YAML_DEPTH = 64
 """How deeply a definition may nest (a real one nests a dozen levels at most)."""
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_REWORD_LIMIT = 256 * 1024  # PyYAML's pure-Python parser reads about 250 KB/s
 
 
 class YAMLTextError(SagaError, ValueError):
@@ -139,9 +140,11 @@ def _collector_held() -> Iterator[None]:
 
 
 def _syntax_problem(text: str, exc: yaml.YAMLError) -> YAMLTextError:
-    if _Loader is not yaml.SafeLoader and isinstance(exc, yaml.MarkedYAMLError):
+    reword = _Loader is not yaml.SafeLoader and len(text) <= _REWORD_LIMIT
+    if reword and isinstance(exc, yaml.MarkedYAMLError):
         # libyaml words syntax errors tersely ("did not find expected ',' or '}'"); PyYAML
-        # says what it found instead. Only a file that failed already pays for a second parse.
+        # says what it found instead. Only a file that failed already pays for a second parse,
+        # and only a file small enough for it to be quick.
         loader = yaml.SafeLoader(text)
         try:
             loader.get_single_node()

@@ -133,6 +133,14 @@ def test_a_file_larger_than_the_limit_is_refused_before_parsing(tmp_path: Path) 
     ]
 
 
+def test_a_text_larger_than_the_limit_is_refused_before_parsing() -> None:
+    with pytest.raises(DefinitionError) as raised:
+        parse_definition("[" * (MAX_DEFINITION_BYTES + 1), "big.yaml")
+    assert [str(p) for p in raised.value.problems] == [
+        f"big.yaml: (yaml): larger than {MAX_DEFINITION_BYTES:,} bytes; a definition is smaller"
+    ]
+
+
 def test_a_file_at_the_size_limit_is_read(tmp_path: Path) -> None:
     text = HEADER + ONE_STEP
     text += "#" * (MAX_DEFINITION_BYTES - len(text) - 1) + "\n"
