@@ -68,7 +68,7 @@ def indexes(store: SQLStore, table: str) -> set[str]:
 
 def test_upgrading_adds_receipt_times_and_keeps_what_was_written(at_0002: SQLStore) -> None:
     store = at_0002
-    store.upgrade()
+    store.upgrade("0003")
 
     assert store.current_revision() == "0003"
     assert "received_at" in columns(store, "saga_event_log")
@@ -81,7 +81,7 @@ def test_upgrading_adds_receipt_times_and_keeps_what_was_written(at_0002: SQLSto
 
 def test_downgrading_to_0002_and_upgrading_again(at_0002: SQLStore) -> None:
     store = at_0002
-    store.upgrade()
+    store.upgrade("0003")
     upgraded = (columns(store, "saga_event_log"), indexes(store, "saga_inbox"))
 
     with store.engine.begin() as conn:
@@ -96,7 +96,7 @@ def test_downgrading_to_0002_and_upgrading_again(at_0002: SQLStore) -> None:
             "old-1"
         ), "the log stays"
 
-    store.upgrade()
+    store.upgrade("0003")
 
     assert (columns(store, "saga_event_log"), indexes(store, "saga_inbox")) == upgraded
     assert store.log("s-1")[0].received_at is None
