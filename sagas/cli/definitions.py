@@ -22,6 +22,7 @@ from sagas.definitions import (
 from sagas.definitions.model import MAX_NAME_LENGTH, NAME_PATTERN, pattern_problem
 from sagas.errors import DefinitionError, SagaError
 from sagas.handlers import import_handlers
+from sagas.store.base import DefinitionVersion
 
 __all__ = ["graph", "list_definitions", "schema", "validate"]
 
@@ -104,7 +105,8 @@ def schema() -> None:
 @db_option()
 @reports_errors
 def list_definitions(name: str | None, as_json: bool, db: str) -> None:
-    """List the registered definition versions, oldest first per saga, with how many of their
+    """List the registered definition versions, oldest first per saga: when each was registered
+    last (the latest, marked current, is what new instances start on) and how many of its
     instances are still running (not ended): a version without any can be retired."""
     if name is not None and len(name) > MAX_NAME_LENGTH:
         message = f"a saga name is at most {MAX_NAME_LENGTH} characters"
@@ -113,27 +115,50 @@ def list_definitions(name: str | None, as_json: bool, db: str) -> None:
         raise click.BadParameter(pattern_problem(name, NAME_PATTERN), param_hint="--saga")
     store = open_store(db, read_only=True)
     try:
-        found = store.definitions(name)
-        running = store.running_per_version()
+        versions = store.definition_versions(name)
+        found = {(d.name, d.version): d for d in store.definitions(name)}
     finally:
         store.close()
-    rows = [
-        {
-            "saga": d.name,
-            "version": d.version,
-            "trigger": d.trigger,
-            "steps": len(d.steps),
-            "running": running.get((d.name, d.version), 0),
-        }
-        for d in found
+    current: dict[str, DefinitionVersion] = {}
+    for entry in versions:
+        if entry.name not in current or entry.registered_at >= current[entry.name].registered_at:
+            current[entry.name] = entry
+    # A version registered between the two reads is left out rather than shown half.
+    listed = [
+        (entry, definition)
+        for entry in versions
+        if (definition := found.get((entry.name, entry.version))) is not None
     ]
     if as_json:
+        rows = [
+            {
+                "saga": entry.name,
+                "version": entry.version,
+                "current": current[entry.name] is entry,
+                "lastRegistered": entry.registered_at.isoformat(),
+                "trigger": definition.trigger,
+                "steps": len(definition.steps),
+                "running": entry.running,
+            }
+            for entry, definition in listed
+        ]
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="Registered saga definitions")
-    for column in ("saga", "version", "trigger", "steps", "running"):
-        table.add_column(column, justify="left" if column in ("saga", "trigger") else "right")
-    for row in rows:
+    table = Table(title="Registered saga definitions (current: what new instances start on)")
+    for column in ("saga", "version", "current", "last registered (UTC)", "trigger"):
+        table.add_column(column, justify="right" if column == "version" else "left")
+    table.add_column("steps", justify="right")
+    table.add_column("running", justify="right")
+    for entry, definition in listed:
+        cells = (
+            entry.name,
+            str(entry.version),
+            "current" if current[entry.name] is entry else "",
+            f"{entry.registered_at:%Y-%m-%d %H:%M:%S}",
+            definition.trigger,
+            str(len(definition.steps)),
+            str(entry.running),
+        )
         # Text, not markup: names come from definition files.
-        table.add_row(*(Text(str(row[key])) for key in row))
+        table.add_row(*(Text(cell) for cell in cells))
     console().print(table)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import datetime
 
 from sagas.definitions.model import SagaDefinition
@@ -29,6 +30,7 @@ from sagas.store.records import (
 
 __all__ = [
     "ConcurrencyConflictError",
+    "DefinitionVersion",
     "RoundTx",
     "Store",
     "StoreError",
@@ -50,6 +52,18 @@ class UnknownSagaError(SagaError, LookupError):
     def __init__(self, saga_id: str) -> None:
         self.saga_id = saga_id
         super().__init__(f"no saga instance {saga_id!r}")
+
+
+@dataclass(frozen=True)
+class DefinitionVersion:
+    """One registered definition version, as operators see it."""
+
+    name: str
+    version: int
+    registered_at: datetime
+    """When this content was registered last (by any worker)."""
+    running: int
+    """How many of its instances have not ended (``running`` or ``compensating``)."""
 
 
 class RoundTx(ABC):
@@ -131,6 +145,8 @@ class Store(ABC):
         Content equal to any version registered before (the ``version`` field aside) reuses
         that version, so a rollback or a rolling deploy that alternates two files adds no
         versions; new content becomes a new version (``max(latest + 1, definition.version)``).
+        Either way ``registered_at`` becomes the version's last registration: the version
+        registered last is the one new instances start on.
         """
 
     @abstractmethod
@@ -145,9 +161,9 @@ class Store(ABC):
         """Every registered version (of ``name``), oldest first."""
 
     @abstractmethod
-    def running_per_version(self) -> dict[tuple[str, int], int]:
-        """How many instances have not ended (``running`` or ``compensating``) per (saga name,
-        definition version); versions without any are left out."""
+    def definition_versions(self, name: str | None = None) -> list[DefinitionVersion]:
+        """Every registered version (of ``name``), oldest first per saga, with when its content
+        was last registered and how many of its instances have not ended."""
 
     # -- the queue and deciding -------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from sagas.store.filters import InstanceFilter
 
 __all__ = [
     "count_matching",
+    "definition_versions",
     "definition_with_digest",
     "filtered",
     "health",
@@ -88,10 +89,27 @@ def running_per_version() -> Select[Any]:
     c = t.instances.c
     running = [s.value for s in InstanceStatus if not s.terminal]
     return (
-        select(c.saga_name, c.definition_version, func.count())
+        select(c.saga_name, c.definition_version, func.count().label("count"))
         .where(c.status.in_(running))
         .group_by(c.saga_name, c.definition_version)
     )
+
+
+def definition_versions(name: str | None) -> Select[Any]:
+    """Rows of (saga name, version, last registered, running instances) of every registered
+    version (of ``name``), oldest first per saga."""
+    d = t.definitions.c
+    running = running_per_version().subquery()
+    query = (
+        select(d.name, d.version, d.registered_at, func.coalesce(running.c.count, 0))
+        .outerjoin_from(
+            t.definitions,
+            running,
+            and_(running.c.saga_name == d.name, running.c.definition_version == d.version),
+        )
+        .order_by(d.name, d.version)
+    )
+    return query if name is None else query.where(d.name == name)
 
 
 def definition_with_digest(name: str, digest: str) -> Select[Any]:

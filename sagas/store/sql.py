@@ -28,7 +28,13 @@ from sagas.engine.state import InstanceStatus, SagaState
 from sagas.events import Event
 from sagas.store import queries, rows
 from sagas.store import schema as t
-from sagas.store.base import ConcurrencyConflictError, Store, StoreError, UnknownSagaError
+from sagas.store.base import (
+    ConcurrencyConflictError,
+    DefinitionVersion,
+    Store,
+    StoreError,
+    UnknownSagaError,
+)
 from sagas.store.bulk import BulkStatements
 from sagas.store.dead_letter_sql import SQLDeadLetters
 from sagas.store.dialect import (
@@ -138,6 +144,11 @@ class SQLStore(SQLDeadLetters, SQLInbox, Store):
             lock_schema(conn)
             same = conn.scalar(queries.definition_with_digest(definition.name, digest))
             if same is not None:
+                conn.execute(
+                    update(t.definitions)
+                    .where(t.definitions.c.name == definition.name, t.definitions.c.version == same)
+                    .values(registered_at=registered_at)
+                )
                 return int(same)
             latest = conn.scalar(
                 select(func.max(t.definitions.c.version)).where(
@@ -175,10 +186,12 @@ class SQLStore(SQLDeadLetters, SQLInbox, Store):
         with self._read("reading definitions") as conn:
             return [SagaDefinition.model_validate_json(body) for body in conn.scalars(query)]
 
-    def running_per_version(self) -> dict[tuple[str, int], int]:
-        with self._read("counting running instances") as conn:
-            found = conn.execute(queries.running_per_version())
-            return {(name, int(version)): int(n) for name, version, n in found}
+    def definition_versions(self, name: str | None = None) -> list[DefinitionVersion]:
+        with self._read("reading definition versions") as conn:
+            return [
+                DefinitionVersion(str(saga), int(version), at, int(running))
+                for saga, version, at, running in conn.execute(queries.definition_versions(name))
+            ]
 
     # -- rounds -----------------------------------------------------------------------------
 

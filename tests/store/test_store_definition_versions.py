@@ -15,6 +15,7 @@ from sagas.engine.decide import saga_id_for
 from sagas.engine.state import InstanceStatus
 from sagas.events import Event
 from sagas.runtime.engine import Engine
+from sagas.store.base import DefinitionVersion
 from sagas.testing import ManualClock, saga_engine
 
 # The first step waits for an approval the test sends (or not), so instances stay running.
@@ -123,24 +124,34 @@ def test_the_declared_version_does_not_make_known_content_new(
         assert engine.register(definition("notify_c")).version == 6
 
 
-def test_running_per_version_counts_the_instances_not_ended(
+def test_definition_versions_count_the_instances_not_ended_and_the_last_registration(
     database: str, clock: ManualClock
 ) -> None:
     with saga_engine(database, clock=clock) as engine:
         handlers(engine)
+        first = clock.now()
         engine.register(definition("notify_a"))
         for key in ("a1", "a2", "a3"):
             start(engine, clock, key)
+        second = clock.advance("1m")
         engine.register(definition("notify_b"))
         start(engine, clock, "b1")
         approve(engine, clock, "a1")  # completed: no longer counted
         approve(engine, clock, "b1")
 
-        assert engine.store.running_per_version() == {("versioned", 1): 2}
+        assert engine.store.definition_versions() == [
+            DefinitionVersion("versioned", 1, first, 2),
+            DefinitionVersion("versioned", 2, second, 0),
+        ]
 
-        engine.register(definition("notify_a"))
+        third = clock.advance("1m")
+        engine.register(definition("notify_a"))  # the rollback
         start(engine, clock, "a4")
-        assert engine.store.running_per_version() == {("versioned", 1): 3}
+        assert engine.store.definition_versions("versioned") == [
+            DefinitionVersion("versioned", 1, third, 3),
+            DefinitionVersion("versioned", 2, second, 0),
+        ]
+        assert engine.store.definition_versions("other") == []
 
 
 def invoke(*args: str) -> tuple[int, str]:
@@ -148,7 +159,12 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_sagas_definitions_shows_the_running_instances_of_each_version(
+def cells(out: str) -> list[list[str]]:
+    rows = [line for line in out.splitlines() if "versioned" in line]
+    return [[cell.strip() for cell in row.strip("│").split("│")] for row in rows]
+
+
+def test_sagas_definitions_shows_the_current_version_and_the_running_instances(
     database: str, clock: ManualClock
 ) -> None:
     with saga_engine(database, clock=clock) as engine:
@@ -156,6 +172,7 @@ def test_sagas_definitions_shows_the_running_instances_of_each_version(
         engine.register(definition("notify_a"))
         start(engine, clock, "a1")
         start(engine, clock, "a2")
+        clock.advance("1m")
         engine.register(definition("notify_b"))
         start(engine, clock, "b1")
         approve(engine, clock, "b1")
@@ -163,16 +180,40 @@ def test_sagas_definitions_shows_the_running_instances_of_each_version(
     code, out = invoke("definitions", "--json", "--db", database)
     assert code == 0, out
     assert json.loads(out) == [
-        {"saga": "versioned", "version": 1, "trigger": "Start", "steps": 2, "running": 2},
-        {"saga": "versioned", "version": 2, "trigger": "Start", "steps": 2, "running": 0},
+        {
+            "saga": "versioned",
+            "version": 1,
+            "current": False,
+            "lastRegistered": "2030-01-01T00:00:00+00:00",
+            "trigger": "Start",
+            "steps": 2,
+            "running": 2,
+        },
+        {
+            "saga": "versioned",
+            "version": 2,
+            "current": True,
+            "lastRegistered": "2030-01-01T00:01:00+00:00",
+            "trigger": "Start",
+            "steps": 2,
+            "running": 0,
+        },
     ]
 
     code, out = invoke("definitions", "--db", database)
     assert code == 0, out
-    lines = [line.split() for line in out.splitlines() if "versioned" in line]
-    assert [[cell for cell in line if cell not in "│┃"] for line in lines] == [
-        ["versioned", "1", "Start", "2", "2"],
-        ["versioned", "2", "Start", "2", "0"],
+    assert cells(out) == [
+        ["versioned", "1", "", "2030-01-01 00:00:00", "Start", "2", "2"],
+        ["versioned", "2", "current", "2030-01-01 00:01:00", "Start", "2", "0"],
+    ]
+
+    with saga_engine(database, clock=clock) as rolled_back:  # a worker back on the first file
+        clock.advance("1m")
+        rolled_back.register(definition("notify_a"))
+    code, out = invoke("definitions", "--db", database)
+    assert cells(out) == [
+        ["versioned", "1", "current", "2030-01-01 00:02:00", "Start", "2", "2"],
+        ["versioned", "2", "", "2030-01-01 00:01:00", "Start", "2", "0"],
     ]
 
     code, out = invoke("definitions", "--json", "--saga", "other", "--db", database)
