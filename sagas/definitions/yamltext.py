@@ -62,7 +62,8 @@ def decode_text(data: bytes) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        before = data[data.rfind(b"\n", 0, exc.start) + 1 : exc.start]
+        column = len(before.decode("utf-8", "replace")) + 1  # characters, as editors count
         byte = data[exc.start : exc.start + 1].hex()
         raise YAMLTextError(
             line, f"not UTF-8 text: byte 0x{byte} at column {column} (save the file as UTF-8)"

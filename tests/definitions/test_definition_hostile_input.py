@@ -166,6 +166,10 @@ def test_a_file_holding_too_many_values_is_refused(tmp_path: Path) -> None:
             "4: (file): not UTF-8 text: byte 0xe9 at column 17 (save the file as UTF-8)",
         ),
         (
+            HEADER.encode() + "description: ü ".encode() + b"\xff\n" + ONE_STEP.encode(),
+            "4: (file): not UTF-8 text: byte 0xff at column 16 (save the file as UTF-8)",
+        ),
+        (
             "\ufeff".encode("utf-16-le") + HEADER.encode("utf-16-le"),
             "1: (file): not UTF-8 text: byte 0xff at column 1 (save the file as UTF-8)",
         ),
@@ -182,7 +186,7 @@ def test_a_file_holding_too_many_values_is_refused(tmp_path: Path) -> None:
             "1: (yaml): character 0x0000 is not allowed in YAML",
         ),
     ],
-    ids=["latin-1", "utf-16", "nul", "escape", "only-nul"],
+    ids=["latin-1", "after-a-wide-character", "utf-16", "nul", "escape", "only-nul"],
 )
 def test_bytes_that_are_not_yaml_text_are_refused_with_their_line(
     tmp_path: Path, content: bytes, expected: str
