@@ -90,6 +90,8 @@ def graph(file: str, fmt: str) -> None:
         for problem in exc.problems:
             click.echo(str(problem), err=True)
         sys.exit(1)
+    except OSError as exc:
+        raise click.ClickException(f"{file}: cannot read: {exc.strerror or exc}") from None
     click.echo(to_mermaid(definition) if fmt == "mermaid" else to_dot(definition), nl=False)
 
 

@@ -265,3 +265,20 @@ def test_validate_of_a_folder_reports_every_bad_file_and_the_good_one(tmp_path: 
         "unable to interpret input",
         f"{tmp_path}/f_nul.yaml:8: (yaml): character 0x0000 is not allowed in YAML",
     ]
+
+
+def test_graph_of_a_file_that_is_not_utf8_or_too_deep_prints_the_problem(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"name: caf\xe9\n")
+    deep = tmp_path / "deep.yaml"
+    deep.write_text("name: " + "[" * 10_000 + "]" * 10_000 + "\n", encoding="utf-8")
+    assert invoke("graph", str(latin)) == (
+        1,
+        [],
+        [f"{latin}:1: (file): not UTF-8 text: byte 0xe9 at column 10 (save the file as UTF-8)"],
+    )
+    assert invoke("graph", str(deep)) == (
+        1,
+        [],
+        [f"{deep}:1: (yaml): nested more than 64 levels deep"],
+    )
