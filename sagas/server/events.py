@@ -202,9 +202,12 @@ def _decode(
             items = _batch(value, max_batch, "a CloudEvents batch")
             return _each(intake, items, limit, structured, batch=True)
         return _each(intake, [value], limit, structured, batch=False)
-    if any(name.lower().startswith("ce-") for name, _ in headers):
-        if len(body) > limit:
-            raise _too_large(len(body), limit)
+    attributes = [(name, value) for name, value in headers if name.lower().startswith("ce-")]
+    if attributes:
+        # In binary mode the event is its data and its attributes (the headers): both count.
+        size = len(body) + sum(len(name) + len(value) for name, value in attributes)
+        if size > limit:
+            raise _too_large(size, limit)
         if body and not is_json_type(content_type or ""):
             raise ProblemError(
                 415, f"binary mode takes JSON data only (application/json), not {content_type!r}"
