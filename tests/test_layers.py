@@ -40,7 +40,10 @@ ALLOWED = {
         "sagas.intake",
         "sagas.jsontext",
         "sagas.secrets",
+        "sagas.asyncapi",
     },
+    # The event contract: built from definitions alone (limits from the intake).
+    "asyncapi": {"sagas.errors", "sagas.definitions", "sagas.intake"},
 }
 
 

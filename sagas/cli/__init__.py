@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from sagas.cli.asyncapi import asyncapi
 from sagas.cli.db import db
 from sagas.cli.definitions import graph, list_definitions, schema, validate
 from sagas.cli.demo import demo
@@ -32,6 +33,7 @@ COMMANDS = (
     validate,
     graph,
     schema,
+    asyncapi,
     list_definitions,
     worker,
     publish,

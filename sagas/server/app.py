@@ -13,7 +13,7 @@ from sagas.clock import Clock, SystemClock
 from sagas.intake import DEFAULT_MAX_EVENT_BYTES, Intake
 from sagas.jsontext import DEFAULT_MAX_BYTES
 from sagas.secrets import mask_url
-from sagas.server import api, dashboard
+from sagas.server import api, contract, dashboard
 from sagas.server.context import Context, no_nul_characters
 from sagas.server.docs import install_docs
 from sagas.server.events import DEFAULT_MAX_BATCH_EVENTS, events_router
@@ -68,6 +68,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(events_router(Intake(max_event_bytes), max_batch_events))
+    app.include_router(contract.router)
     app.include_router(dashboard.router)
     install_docs(app, "sagas")
     app.add_middleware(SecurityHeaders)
