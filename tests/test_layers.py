@@ -26,6 +26,8 @@ ALLOWED = {
         "sagas.events",
         "sagas.store",
         "sagas.runtime.batch",
+        "sagas.runtime.routing",  # pure: which instances a replayed dead letter concerns
+        "sagas.intake",  # a replayed dead letter comes in again
         "sagas.clock",
         "sagas.observability",
     },

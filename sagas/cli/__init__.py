@@ -9,6 +9,7 @@ import click
 
 from sagas.cli.asyncapi import asyncapi
 from sagas.cli.db import db
+from sagas.cli.dead_letters import dead_letters
 from sagas.cli.definitions import graph, list_definitions, schema, validate
 from sagas.cli.demo import demo
 from sagas.cli.inspect import list_instances, show
@@ -42,7 +43,7 @@ COMMANDS = (
     stats,
     *ACTIONS,
 )
-for command in (*COMMANDS, serve, demo, db):
+for command in (*COMMANDS, dead_letters, serve, demo, db):
     cli.add_command(command)
 
 

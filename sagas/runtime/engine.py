@@ -328,8 +328,11 @@ class Engine:
             batch.before[saga_id] = state
         for item, routes, problems in routed:
             event = item.event
-            if self.bus.subscribers(event.event_type):
+            subscribed = self.bus.subscribers(event.event_type)
+            if subscribed:
                 batch.changes.outbox.append(("", DeliverEvent(event=event)))
+            elif not routes and not problems:
+                problems = self._router.unknown(event)  # else silently nothing
             for problem in problems:
                 batch.dead_letter(event, problem)
             for route in routes:

@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from sagas.definitions.model import SagaDefinition, Wait
+from sagas.definitions.model import Command, SagaDefinition, Wait
 from sagas.engine.decide import CorrelationError, correlation_key, saga_id_for
 from sagas.events import Event
 
@@ -27,6 +27,7 @@ class Router:
     def __init__(self, definitions: Iterable[SagaDefinition] = ()) -> None:
         self._triggers: defaultdict[str, list[SagaDefinition]] = defaultdict(list)
         self._waits: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
+        self._replies: dict[str, frozenset[str]] = {}
         for definition in definitions:
             self.add(definition)
 
@@ -37,12 +38,35 @@ class Router:
         for waits in self._waits.values():
             waits[:] = [w for w in waits if w[0] != definition.name]
         self._triggers[definition.trigger].append(definition)
+        replies: set[str] = set()
         for step in definition.steps:
             for spec in (step, step.compensation):
                 if spec is not None and isinstance(spec.action, Wait):
                     expression = spec.action.correlation or definition.correlation
                     for event_type in (*spec.action.event, *spec.action.failure):
                         self._waits[event_type].append((definition.name, expression))
+                elif spec is not None and isinstance(spec.action, Command):
+                    replies.update(spec.action.success, spec.action.failure)
+        self._replies[definition.name] = frozenset(replies)
+
+    def knows(self, event_type: str) -> bool:
+        """Whether a saga is triggered by, waits for, or expects a reply of ``event_type``."""
+        return (
+            bool(self._triggers.get(event_type))
+            or bool(self._waits.get(event_type))
+            or any(event_type in replies for replies in self._replies.values())
+        )
+
+    def unknown(self, event: Event) -> list[str]:
+        """Why ``event``, which went nowhere, is a dead letter: an event without a ``sagaId``
+        whose type no saga knows (:meth:`knows`). Empty when it is not one: an event of a known
+        type that concerns no instance (no instance waits for it now) is absorbed."""
+        if event.saga_id is not None or self.knows(event.event_type):
+            return []
+        return [
+            f"no registered saga is triggered by, waits for or expects a reply of type "
+            f"{event.event_type!r}, and nothing subscribes to it"
+        ]
 
     def routes(self, event: Event) -> tuple[list[Route], list[str]]:
         """The instances ``event`` goes to, and the problems met on the way (for dead letters).

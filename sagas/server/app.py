@@ -15,6 +15,7 @@ from sagas.jsontext import DEFAULT_MAX_BYTES
 from sagas.secrets import mask_url
 from sagas.server import api, contract, dashboard
 from sagas.server.context import Context, no_nul_characters
+from sagas.server.dead_letters import dead_letters_router
 from sagas.server.docs import install_docs
 from sagas.server.events import DEFAULT_MAX_BATCH_EVENTS, events_router
 from sagas.server.metrics import metrics_registry
@@ -68,6 +69,7 @@ def create_app(
     install_problem_handlers(app)
     app.include_router(api.router)
     app.include_router(events_router(Intake(max_event_bytes), max_batch_events))
+    app.include_router(dead_letters_router(Intake(max_event_bytes)))
     app.include_router(contract.router)
     app.include_router(dashboard.router)
     install_docs(app, "sagas")
