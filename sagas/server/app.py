@@ -15,6 +15,7 @@ from sagas.jsontext import DEFAULT_MAX_BYTES
 from sagas.secrets import mask_url
 from sagas.server import api, contract, dashboard
 from sagas.server.context import Context, no_nul_characters
+from sagas.server.dead_letter_page import router as dead_letter_page
 from sagas.server.dead_letters import dead_letters_router
 from sagas.server.docs import install_docs
 from sagas.server.events import DEFAULT_MAX_BATCH_EVENTS, events_router
@@ -72,6 +73,7 @@ def create_app(
     app.include_router(dead_letters_router(Intake(max_event_bytes)))
     app.include_router(contract.router)
     app.include_router(dashboard.router)
+    app.include_router(dead_letter_page)
     install_docs(app, "sagas")
     app.add_middleware(SecurityHeaders)
     static = resources.files("sagas.server") / "static"
