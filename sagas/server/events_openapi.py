@@ -35,6 +35,22 @@ CLOUDEVENT_SCHEMA: dict[str, Any] = {
     },
 }
 _ENGINE_EVENT = Event.model_json_schema(by_alias=True)
+_EXAMPLE_CLOUDEVENT = {
+    "specversion": "1.0",
+    "id": "3f1c6a52-order-1001",
+    "source": "/shop/checkout",
+    "type": "OrderCreated",
+    "time": "2026-05-01T11:00:00Z",
+    "subject": "order-1001",
+    "datacontenttype": "application/json",
+    "data": {"orderId": "order-1001", "items": [{"sku": "sku-1", "quantity": 1}]},
+}
+_EXAMPLE_EVENT = {
+    "eventId": "3f1c6a52-order-1002",
+    "eventType": "OrderCreated",
+    "timestamp": "2026-05-01T11:00:00Z",
+    "data": {"orderId": "order-1002", "items": [{"sku": "sku-1", "quantity": 1}]},
+}
 
 REQUEST_BODY: dict[str, Any] = {
     "parameters": [
@@ -50,9 +66,13 @@ REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            STRUCTURED_CONTENT_TYPE: {"schema": CLOUDEVENT_SCHEMA},
+            STRUCTURED_CONTENT_TYPE: {
+                "schema": CLOUDEVENT_SCHEMA,
+                "example": _EXAMPLE_CLOUDEVENT,
+            },
             BATCH_CONTENT_TYPE: {
-                "schema": {"type": "array", "minItems": 1, "items": CLOUDEVENT_SCHEMA}
+                "schema": {"type": "array", "minItems": 1, "items": CLOUDEVENT_SCHEMA},
+                "example": [_EXAMPLE_CLOUDEVENT | {"id": "3f1c6a52-order-1003"}],
             },
             "application/json": {
                 "schema": {
@@ -62,7 +82,8 @@ REQUEST_BODY: dict[str, Any] = {
                         _ENGINE_EVENT,
                         {"type": "array", "minItems": 1, "items": _ENGINE_EVENT},
                     ],
-                }
+                },
+                "example": _EXAMPLE_EVENT,
             },
         },
     },
