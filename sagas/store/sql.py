@@ -352,7 +352,14 @@ class SQLStore(SQLDeadLetters, SQLInbox, Store):
         if not keys:
             return 0
         outbox = t.outbox
-        query = update(outbox).where(outbox.c.key.in_(list(keys))).values(lease_until=until)
+        chosen = outbox.c.key.in_(list(keys))
+        if self.dialect == "postgresql":
+            # Rows locked now are being marked done by this worker's round: skipping them,
+            # the renewal never waits for that round, so the two never wait for each other.
+            chosen = outbox.c.id.in_(
+                select(outbox.c.id).where(chosen).with_for_update(skip_locked=True)
+            )
+        query = update(outbox).where(chosen).values(lease_until=until)
         with self._write("renewing outbox leases") as conn:
             return conn.execute(query).rowcount
 
