@@ -193,6 +193,7 @@ dead_letters = Table(
     Column("attempts", Integer, nullable=False, server_default="1"),
     Column("encoding", String(10), nullable=False, server_default="text"),
     Index("ix_saga_dead_letters_created", "created_at"),
+    sqlite_autoincrement=True,  # an id is never given twice (0004)
 )
 """What the engine could not use (see :class:`~sagas.store.records.DeadLetter`): kept until an
 operator replays or drops it (``sagas dead-letters``)."""
