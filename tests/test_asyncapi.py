@@ -14,8 +14,9 @@ import yaml
 from asyncapi_checks import SCHEMA_FILE, VALIDATOR, all_refs, assert_valid, resolve
 from click.testing import CliRunner
 
-from sagas import SagaDefinition, load_definition, parse_definition
+from sagas import Engine, Event, SagaDefinition, cloudevents, load_definition, parse_definition
 from sagas.asyncapi import asyncapi_document, asyncapi_text, render
+from sagas.asyncapi.attributes import ATTRIBUTES, REQUIRED_ATTRIBUTES
 from sagas.cli import cli
 from sagas.store.sql import SQLStore
 from sagas.testing import ManualClock
@@ -362,3 +363,46 @@ def test_the_vendored_schema_refers_only_to_what_it_embeds() -> None:
     assert len(absolute) > 50
     assert "http://json-schema.org/draft-07/schema" in embedded
     assert absolute <= embedded
+
+
+# -- the document against the engine's own CloudEvents ------------------------------------
+
+
+def test_the_attributes_are_those_of_the_cloudevents_mapping() -> None:
+    assert set(cloudevents.REQUIRED) == set(REQUIRED_ATTRIBUTES)
+    for extension, key in cloudevents.EXTENSIONS.items():
+        assert f"(`{key}`" in ATTRIBUTES[extension]["description"], extension
+
+
+def test_the_engines_commands_and_bus_replies_fit_their_messages(tmp_path: Path) -> None:
+    # A real order saga: the command the engine publishes and the replies `bus.reply` makes,
+    # as CloudEvents, fit the headers and payload their messages declare.
+    document = asyncapi_document([load_definition(SHIPPED[0])])
+    engine = Engine(SQLStore(f"sqlite:///{tmp_path / 'o.db'}"), clock=ManualClock())
+    seen: list[Event] = []
+    try:
+        engine.register(load_definition(SHIPPED[0]))
+
+        def reserve(command: Event) -> None:
+            seen.extend([command, engine.bus.reply(command, "InventoryReservationFailed")])
+
+        engine.bus.subscribe("ReserveInventory", reserve)
+        engine.bus.publish("OrderCreated", {"orderId": "o-1", "items": ["book"], "address": "x"})
+        engine.run_until_idle()
+        [instance] = engine.store.list_instances()
+        assert instance.state.status.value == "compensated"
+    finally:
+        engine.close()
+    assert [event.event_type for event in seen] == [
+        "ReserveInventory",
+        "InventoryReservationFailed",
+    ]
+    for event in seen:
+        wire = json.loads(cloudevents.to_http(event, source="/tests").body)
+        data = wire.pop("data")
+        message = message_of(document, event.event_type)
+        jsonschema.validate(wire, {"components": document["components"], **message["headers"]})
+        jsonschema.validate(data, message["payload"])
+    command, reply = seen
+    assert reply.causation_id == command.event_id
+    assert reply.saga_id == command.saga_id

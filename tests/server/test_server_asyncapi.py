@@ -50,6 +50,7 @@ def test_the_contract_of_the_registered_sagas_is_served_without_a_token(
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.headers["x-content-type-options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     document = response.json()
     assert_valid(document)
     assert document == asyncapi_document(registered)
