@@ -279,7 +279,7 @@ def _explain(use: Use) -> str:
         return (
             f"The {use.role.value} to `{command.type}` of {use.where}. It must carry "
             + " and ".join(f"`{name}`" for name in REPLY_ATTRIBUTES)
-            + f" (see `{command.type}`): {_REPLY_ECHO}"
+            + f" (see `{command.type}`). {_REPLY_ECHO}"
         )
     outcome = "completes" if use.role is Role.AWAITED else "fails"
     return (
