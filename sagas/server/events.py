@@ -305,4 +305,6 @@ def _problem(refused: _RefusedError) -> ProblemError:
     status = 413 if any(one.too_large for one in refusals) else 422
     none = ", none accepted" if refused.total > 1 else ""
     detail = f"{len(refusals)} of {refused.total} event(s) refused{none}: {listed}{more}"
+    if refusals[0].where == "event":  # one event, not in a batch: its error says it all
+        detail = errors[0]["message"]
     return ProblemError(status, detail, errors=errors[:MAX_REPORTED])
