@@ -321,3 +321,32 @@ def test_the_timeline_shows_when_an_event_was_received_where_it_was_decided_late
     document = instance_json(record, log, [])
     times = {entry["event"]["eventId"]: entry["receivedAt"] for entry in document["timeline"]}
     assert times[reply.event_id] == (trip.started + timedelta(seconds=5)).isoformat()
+
+
+@pytest.mark.parametrize("database", ["postgresql"], indirect=True)
+def test_a_timer_waits_while_another_worker_holds_an_event_received_before_it_was_due(
+    database: str, clock: ManualClock
+) -> None:
+    # PostgreSQL only: on SQLite a round holds the database's write lock, so no two rounds
+    # overlap.
+    trip = Trip(database, clock, BOOKING, batch_size=200)
+    other = SQLStore(database)
+    try:
+        trip.start()
+        reply = trip.reply_at(5)
+        trip.clock.advance(trip.started + timedelta(seconds=12) - clock.now())
+
+        with other.round() as tx:
+            assert [item.event.event_id for item in tx.queued(10)] == [reply.event_id]
+            trip.engine.run_once()  # the reply is locked by the other round: skipped
+            assert timer_entries(trip.log()) == [], "the timeout was held back"
+
+        trip.engine.run_until_idle()  # the other worker let go without deciding it
+
+        state = trip.engine.store.instance(SAGA_ID).state
+        assert state.steps["book"].status == StepStatus.SUCCEEDED
+        assert not entry_of(trip.log(), reply).ignored
+        assert all(entry.ignored for entry in timer_entries(trip.log()))
+    finally:
+        other.close()
+        trip.engine.close()
