@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
@@ -86,6 +86,28 @@ def letter_filter(
 
 
 Where = Annotated[DeadLetterFilter, Depends(letter_filter)]
+LISTING_PARAMETERS = frozenset(
+    ["reason", "eventType", "sagaId", "source", "since", "until", "limit", "offset"]
+)
+
+
+def _known_parameters(request: Request) -> None:
+    """An unknown parameter (``event_type``, ``type``) is a 422: ignored, it would select
+    every dead letter, and a bulk action after it would act on all of them."""
+    unknown = sorted(set(request.query_params) - LISTING_PARAMETERS)
+    if unknown:
+        known = ", ".join(sorted(LISTING_PARAMETERS))
+        raise RequestValidationError(
+            [
+                {
+                    "type": "extra_forbidden",
+                    "loc": ("query", name),
+                    "msg": f"unknown parameter (known: {known})",
+                    "input": request.query_params[name],
+                }
+                for name in unknown
+            ]
+        )
 
 
 def dead_letters_router(intake: Intake) -> APIRouter:
@@ -95,7 +117,7 @@ def dead_letters_router(intake: Intake) -> APIRouter:
     def letters(ctx: Context) -> DeadLetters:
         return DeadLetters(ctx.store, intake, ctx.clock)
 
-    @router.get("", responses={422: READ_PROBLEMS[422]})
+    @router.get("", responses={422: READ_PROBLEMS[422]}, dependencies=[Depends(_known_parameters)])
     def list_dead_letters(
         ctx: Ctx,
         where: Where,
