@@ -194,12 +194,15 @@ class Engine:
             # Nothing was written; the carry stays, to be recorded by the next round. One
             # short line: the error's cause quotes the statement, with the saga's data in it.
             touched = sorted(batch.touched) if batch is not None else []
-            log.warning(
-                "round not committed: another worker changed one of its %d saga instances "
-                "first (%s); retrying",
-                len(touched),
-                ", ".join(touched[:3]) + (", …" if len(touched) > 3 else ""),
-            )
+            if touched:
+                log.warning(
+                    "round not committed: another worker changed one of its %d saga "
+                    "instances first (%s); retrying",
+                    len(touched),
+                    ", ".join(touched[:3]) + (", …" if len(touched) > 3 else ""),
+                )
+            else:
+                log.warning("round not committed: another worker was first; retrying")
             self._states.forget()
             return 1
         self._leases.release(carry.done)
