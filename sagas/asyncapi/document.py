@@ -159,12 +159,12 @@ def _message(event_type: str, uses: list[Use]) -> dict[str, Any]:
         headers_schema = _ANY_ATTRIBUTES
         correlation = "reply" if any(role.reply for role in roles) else None
     described = list(dict.fromkeys(use.description for use in uses if use.description))
-    lines = [*described, "Used by:", *(f"- {_use_line(use)}" for use in uses)]
+    used = "\n".join(["Used by:", *(f"- {_use_line(use)}" for use in uses)])
     message: dict[str, Any] = {
         "name": event_type,
         "title": event_type,
         "summary": described[0] if described else _summary(uses),
-        "description": "\n".join(lines),
+        "description": "\n\n".join([*described, used]),
         "contentType": CONTENT_TYPE,
         "headers": {
             "allOf": [

@@ -43,17 +43,23 @@ def payload_schema(event_type: str, uses: list[Use]) -> dict[str, Any]:
     for use in uses:
         if use.correlation is not None and _FIELD.fullmatch(use.correlation):
             name(use.correlation, _KEY, f"the correlation key of {use.saga}")
+    closed = len(mapped) == len(uses) and all(data is not None for data in mapped)
+    undeclared = (
+        f"The data of `{event_type}`. No data schema is declared for it (the `events:` "
+        "catalogue of a definition lists event types, not their data)"
+    )
     schema: dict[str, Any] = {
         "type": "object",
         "description": (
-            f"The data of `{event_type}`. No data schema is declared for it (the `events:` "
-            "catalogue of a definition lists event types, not their data): any JSON object; "
-            "the properties named are the ones the saga definitions use."
+            f"{undeclared}; the engine sends exactly the keys of the command's `data:` mapping."
+            if closed
+            else f"{undeclared}: any JSON object; the properties named are the ones the saga "
+            "definitions use."
         ),
     }
     if properties:
         schema["properties"] = properties
-    if len(mapped) == len(uses) and all(data is not None for data in mapped):
+    if closed:
         # The engine alone publishes commands, and it sends exactly the mapped keys.
         shared = set.intersection(*(set(data or {}) for data in mapped))
         if shared:
