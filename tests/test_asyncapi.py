@@ -252,6 +252,15 @@ def test_the_same_definitions_give_the_same_document_and_a_change_a_new_version(
     assert asyncapi_document([travel, order]) == two
 
 
+def test_two_different_definitions_of_one_name_and_version_both_count() -> None:
+    order = load_definition(SHIPPED[0])
+    other = order.model_copy(update={"trigger": "OrderPlaced"})
+    document = asyncapi_document([order, other])
+    assert_valid(document)
+    names = {m["name"] for m in document["components"]["messages"].values()}
+    assert {"OrderCreated", "OrderPlaced"} <= names
+
+
 def test_every_version_of_a_saga_counts() -> None:
     order = load_definition(SHIPPED[0])
     newer = order.model_copy(update={"version": 2, "trigger": "OrderPlaced"})

@@ -70,14 +70,15 @@ class Use:
 
 def event_uses(definitions: Iterable[SagaDefinition]) -> dict[str, list[Use]]:
     """Every use of every event type by ``definitions``, by event type (sorted), each list in
-    the order of the definitions and their steps. The same definition version given twice
-    counts once."""
+    the order of the definitions and their steps. A definition given twice counts once (two
+    different ones of the same name and version both count: neither is dropped unseen)."""
     uses: defaultdict[str, list[Use]] = defaultdict(list)
-    seen: set[tuple[str, int]] = set()
+    seen: defaultdict[tuple[str, int], list[SagaDefinition]] = defaultdict(list)
     for definition in definitions:
-        if (definition.name, definition.version) in seen:
+        same = seen[(definition.name, definition.version)]
+        if definition in same:
             continue
-        seen.add((definition.name, definition.version))
+        same.append(definition)
         for use in _uses_of(definition):
             uses[use.event_type].append(use)
     return {event_type: uses[event_type] for event_type in sorted(uses)}
@@ -117,10 +118,10 @@ def _uses_of(definition: SagaDefinition) -> Iterable[Use]:
         for spec, undo in specs:
             action, name = spec.action, step.name
             if isinstance(action, Command):
-                replies = [(action.type, Role.COMMAND)]
-                replies += [(reply, Role.SUCCESS_REPLY) for reply in action.success]
-                replies += [(reply, Role.FAILURE_REPLY) for reply in action.failure]
-                for event_type, role in replies:
+                exchanged = [(action.type, Role.COMMAND)]
+                exchanged += [(reply, Role.SUCCESS_REPLY) for reply in action.success]
+                exchanged += [(reply, Role.FAILURE_REPLY) for reply in action.failure]
+                for event_type, role in exchanged:
                     yield use(event_type, role, step=name, undo=undo, command=action)
             elif isinstance(action, Wait):
                 correlation = action.correlation or definition.correlation
