@@ -43,9 +43,12 @@ ALLOWED = {
         "sagas.jsontext",
         "sagas.secrets",
         "sagas.asyncapi",
+        "sagas.cloudevents",
     },
     # The event contract: built from definitions alone (limits from the intake).
     "asyncapi": {"sagas.errors", "sagas.definitions", "sagas.intake"},
+    # The CloudEvents mapping: events and strict JSON only (brokers and HTTP share it).
+    "cloudevents": {"sagas.errors", "sagas.events", "sagas.jsontext"},
 }
 
 
