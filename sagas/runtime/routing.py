@@ -27,7 +27,8 @@ class Router:
     def __init__(self, definitions: Iterable[SagaDefinition] = ()) -> None:
         self._triggers: defaultdict[str, list[SagaDefinition]] = defaultdict(list)
         self._waits: defaultdict[str, list[tuple[str, str]]] = defaultdict(list)
-        self._replies: dict[str, frozenset[str]] = {}
+        self._replies: dict[str, frozenset[str]] = {}  # by saga name: its latest version's
+        self._reply_types: frozenset[str] = frozenset()
         for definition in definitions:
             self.add(definition)
 
@@ -48,13 +49,14 @@ class Router:
                 elif spec is not None and isinstance(spec.action, Command):
                     replies.update(spec.action.success, spec.action.failure)
         self._replies[definition.name] = frozenset(replies)
+        self._reply_types = frozenset().union(*self._replies.values())
 
     def knows(self, event_type: str) -> bool:
         """Whether a saga is triggered by, waits for, or expects a reply of ``event_type``."""
         return (
             bool(self._triggers.get(event_type))
             or bool(self._waits.get(event_type))
-            or any(event_type in replies for replies in self._replies.values())
+            or event_type in self._reply_types
         )
 
     def unknown(self, event: Event) -> list[str]:
