@@ -204,7 +204,7 @@ def replay(
         letters = DeadLetters(store, Intake(max_event_bytes))
         ids, where = _selection(letters, letter_ids, every, options)
         if ids is not None:
-            reports = [letters.replay(i, dry_run=dry_run) for i in ids]
+            reports = letters.replay_ids(ids, dry_run=dry_run)
         else:
             reports = letters.replay_many(where or DeadLetterFilter(), dry_run=dry_run)
     finally:

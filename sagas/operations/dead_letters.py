@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -29,7 +29,12 @@ from sagas.events import EventError
 from sagas.intake import Intake
 from sagas.runtime.routing import Router
 from sagas.store.base import Store
-from sagas.store.dead_letters import DeadLetterFilter, Requeue, UnknownDeadLetterError
+from sagas.store.dead_letters import (
+    DeadLetterFilter,
+    Replay,
+    Requeue,
+    UnknownDeadLetterError,
+)
 from sagas.store.records import DeadLetter
 
 __all__ = [
@@ -42,6 +47,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("sagas.operations")
+
+BULK_PAGE = 200
+"""Dead letters replayed per transaction by a bulk replay."""
 
 
 class Fate(StrEnum):
@@ -146,50 +154,74 @@ class DeadLetters:
 
     def replay(self, letter_id: int, *, dry_run: bool = False) -> LetterReport:
         """Replay one dead letter (see the module's documentation)."""
-        try:
-            letter = self.store.dead_letter(letter_id)
-        except UnknownDeadLetterError as exc:
-            return LetterReport(letter_id, Fate.NOT_FOUND, str(exc))
-        try:
-            event = self.intake.from_json(letter.raw)
-        except EventError as exc:
-            return LetterReport(
-                letter_id, Fate.REFUSED, str(exc), letter.event_id, letter.event_type
-            )
-        saga_ids = {route.saga_id for route in self.router().routes(event)[0]}
-        saga_ids |= {i for i in (letter.saga_id, event.saga_id) if i is not None}
-        requeue = self.store.requeue_dead_letter(
-            letter_id, event, received_at=self.clock.now(), saga_ids=saga_ids, dry_run=dry_run
-        )
-        fate, note = _REQUEUED[requeue, dry_run]
-        if requeue is Requeue.GONE:
-            note = str(UnknownDeadLetterError(letter_id))
-        if not dry_run:
-            log.info("dead letter %d replayed: %s", letter_id, fate.value)
-        return LetterReport(letter_id, fate, note, event.event_id, event.event_type)
+        [report] = self.replay_ids([letter_id], dry_run=dry_run)
+        return report
 
     def replay_many(self, where: DeadLetterFilter, *, dry_run: bool = False) -> list[LetterReport]:
         """Replay every dead letter ``where`` selects now, oldest first; one report each."""
-        return [self.replay(i, dry_run=dry_run) for i in reversed(self.select(where))]
+        return self.replay_ids(list(reversed(self.select(where))), dry_run=dry_run)
 
-    def drop(self, letter_ids: Iterable[int], *, dry_run: bool = False) -> list[LetterReport]:
-        """Drop these dead letters; one report each."""
-        reports = []
-        for letter_id in letter_ids:
-            try:
-                letter = self.store.dead_letter(letter_id)
-            except UnknownDeadLetterError as exc:
-                reports.append(LetterReport(letter_id, Fate.NOT_FOUND, str(exc)))
+    def replay_ids(self, letter_ids: Sequence[int], *, dry_run: bool = False) -> list[LetterReport]:
+        """Replay these dead letters in this order, a page per transaction; one report each."""
+        reports: list[LetterReport] = []
+        for start in range(0, len(letter_ids), BULK_PAGE):
+            reports += self._replay_page(letter_ids[start : start + BULK_PAGE], dry_run)
+        if not dry_run and reports:
+            log.info("dead letters replayed: %s", summary(reports))
+        return reports
+
+    def _replay_page(self, letter_ids: Sequence[int], dry_run: bool) -> list[LetterReport]:
+        found = self.store.dead_letters_by_id(letter_ids)
+        reports: list[LetterReport | None] = [None] * len(letter_ids)
+        pending: list[tuple[int, Replay]] = []  # (position in letter_ids, replay)
+        for position, letter_id in enumerate(letter_ids):
+            letter = found.get(letter_id)
+            if letter is None:
+                note = str(UnknownDeadLetterError(letter_id))
+                reports[position] = LetterReport(letter_id, Fate.NOT_FOUND, note)
                 continue
-            fate = Fate.WOULD_DROP if dry_run else Fate.DROPPED
-            if not dry_run and not self.store.drop_dead_letters([letter_id]):
-                fate = Fate.NOT_FOUND  # replayed or dropped meanwhile
-            reports.append(
-                LetterReport(letter_id, fate, letter.reason, letter.event_id, letter.event_type)
+            try:
+                event = self.intake.from_json(letter.raw)
+            except EventError as exc:
+                reports[position] = LetterReport(
+                    letter_id, Fate.REFUSED, str(exc), letter.event_id, letter.event_type
+                )
+                continue
+            saga_ids = {route.saga_id for route in self.router().routes(event)[0]}
+            saga_ids |= {i for i in (letter.saga_id, event.saga_id) if i is not None}
+            pending.append((position, Replay(letter_id, event, frozenset(saga_ids))))
+        requeued = self.store.requeue_dead_letters(
+            [replay for _, replay in pending], received_at=self.clock.now(), dry_run=dry_run
+        )
+        for (position, replay), requeue in zip(pending, requeued, strict=True):
+            fate, note = _REQUEUED[requeue, dry_run]
+            if requeue is Requeue.GONE:
+                note = str(UnknownDeadLetterError(replay.letter_id))
+            event = replay.event
+            reports[position] = LetterReport(
+                replay.letter_id, fate, note, event.event_id, event.event_type
             )
-        if not dry_run:
-            dropped = sum(report.fate is Fate.DROPPED for report in reports)
-            log.info("%d dead letter(s) dropped", dropped)
+        return [report for report in reports if report is not None]
+
+    def drop(self, letter_ids: Sequence[int], *, dry_run: bool = False) -> list[LetterReport]:
+        """Drop these dead letters, a page per transaction; one report each."""
+        reports: list[LetterReport] = []
+        for start in range(0, len(letter_ids), BULK_PAGE):
+            page = letter_ids[start : start + BULK_PAGE]
+            found = self.store.dead_letters_by_id(page)
+            dropped = set(found) if dry_run else self.store.drop_dead_letters(list(found))
+            for letter_id in page:
+                letter = found.get(letter_id)
+                if letter is None or letter_id not in dropped:  # gone, or replayed meanwhile
+                    note = str(UnknownDeadLetterError(letter_id))
+                    reports.append(LetterReport(letter_id, Fate.NOT_FOUND, note))
+                    continue
+                fate = Fate.WOULD_DROP if dry_run else Fate.DROPPED
+                reports.append(
+                    LetterReport(letter_id, fate, letter.reason, letter.event_id, letter.event_type)
+                )
+        if not dry_run and reports:
+            log.info("dead letters dropped: %s", summary(reports))
         return reports
 
     def drop_many(self, where: DeadLetterFilter, *, dry_run: bool = False) -> list[LetterReport]:

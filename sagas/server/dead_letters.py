@@ -165,7 +165,7 @@ def dead_letters_router(intake: Intake) -> APIRouter:
         """Replay several dead letters; the report says per message what happened."""
         chosen = letters(ctx)
         if body.ids:
-            reports = [chosen.replay(i, dry_run=body.dry_run) for i in body.ids]
+            reports = chosen.replay_ids(body.ids, dry_run=body.dry_run)
         else:
             reports = chosen.replay_many(body.where, dry_run=body.dry_run)
         return _bulk("replay", reports, body.dry_run)

@@ -15,7 +15,7 @@ from sagas.definitions.model import SagaDefinition
 from sagas.engine.state import InstanceStatus, SagaState
 from sagas.errors import SagaError
 from sagas.events import Event
-from sagas.store.dead_letters import DeadLetterFilter, Requeue
+from sagas.store.dead_letters import DeadLetterFilter, Replay, Requeue
 from sagas.store.filters import InstanceFilter
 from sagas.store.records import (
     Backlog,
@@ -299,28 +299,26 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def requeue_dead_letter(
-        self,
-        letter_id: int,
-        event: Event,
-        *,
-        received_at: datetime,
-        saga_ids: Collection[str] = (),
-        dry_run: bool = False,
-    ) -> Requeue:
-        """Queue ``event`` (what dead letter ``letter_id`` holds, accepted by the intake) at
-        ``received_at`` and remove the dead letter, in one transaction; ``dry_run`` writes
-        nothing and says what it would do.
+    def dead_letters_by_id(self, letter_ids: Collection[int]) -> dict[int, DeadLetter]:
+        """Those of these dead letters that exist, by id."""
 
-        :returns: ``DUPLICATE`` (nothing queued, the dead letter removed) when the event waits
-            in the queue or an instance among ``saga_ids`` has it in its log; ``GONE`` when
-            the dead letter no longer exists; else ``QUEUED`` (also when the inbox knows the
-            event as processed without effect: it was dead-lettered then).
+    @abstractmethod
+    def requeue_dead_letters(
+        self, replays: Sequence[Replay], *, received_at: datetime, dry_run: bool = False
+    ) -> list[Requeue]:
+        """Queue each replay's event (what its dead letter holds, accepted by the intake) at
+        ``received_at`` and remove the dead letter, all in one transaction; ``dry_run`` writes
+        nothing and says what it would do. One fate per replay:
+
+        ``DUPLICATE`` (nothing queued, the dead letter removed) when the event waits in the
+        queue or an instance among the replay's ``saga_ids`` has it in its log; ``GONE`` when
+        the dead letter no longer exists; else ``QUEUED`` (also when the inbox knows the event
+        as processed without effect: it was dead-lettered then).
         """
 
     @abstractmethod
-    def drop_dead_letters(self, letter_ids: Collection[int]) -> int:
-        """Remove these dead letters; returns how many there were."""
+    def drop_dead_letters(self, letter_ids: Collection[int]) -> set[int]:
+        """Remove these dead letters; returns the ids of those that were there."""
 
     @abstractmethod
     def queue_depth(self) -> int:

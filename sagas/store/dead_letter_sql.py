@@ -4,7 +4,7 @@ keep one, find and count them by a filter, replay one into the queue, drop them.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Select, delete, func, insert, select
 from sagas.events import Event
 from sagas.store import rows
 from sagas.store import schema as t
-from sagas.store.dead_letters import DeadLetterFilter, Requeue, UnknownDeadLetterError
+from sagas.store.dead_letters import DeadLetterFilter, Replay, Requeue, UnknownDeadLetterError
 from sagas.store.dialect import notify
 from sagas.store.records import DeadLetter
 
@@ -121,41 +121,53 @@ class SQLDeadLetters:
             raise UnknownDeadLetterError(letter_id)
         return _letter(row)
 
-    def requeue_dead_letter(
-        self,
-        letter_id: int,
-        event: Event,
-        *,
-        received_at: datetime,
-        saga_ids: Collection[str] = (),
-        dry_run: bool = False,
-    ) -> Requeue:
-        """Queue ``event`` (dead letter ``letter_id``, checked again by the intake) and remove
-        the dead letter, in one transaction; ``dry_run`` only says what it would do.
+    def dead_letters_by_id(self, letter_ids: Collection[int]) -> dict[int, DeadLetter]:
+        """Those of these dead letters that exist, by id."""
+        found: dict[int, DeadLetter] = {}
+        with self._read("reading dead letters") as conn:
+            for batch in _batches(sorted(set(letter_ids))):
+                query = select(t.dead_letters).where(t.dead_letters.c.id.in_(batch))
+                found |= {row.id: _letter(row) for row in conn.execute(query)}
+        return found
 
-        A duplicate is an event an instance among ``saga_ids`` (the instances it concerns) has
-        in its log, or one waiting in the queue: then nothing is queued. An event the inbox
-        knows as processed without any of them having decided it (it was dead-lettered then)
-        is queued again, received at ``received_at``.
+    def requeue_dead_letters(
+        self, replays: Sequence[Replay], *, received_at: datetime, dry_run: bool = False
+    ) -> list[Requeue]:
+        """Queue each replay's event (checked again by the intake) and remove its dead letter,
+        all in one transaction; ``dry_run`` only says what it would do. One fate each.
+
+        A duplicate is an event an instance among the replay's ``saga_ids`` (the instances it
+        concerns) has in its log, or one waiting in the queue (also one queued by an earlier
+        replay of the same transaction): nothing is queued. An event the inbox knows as
+        processed without any of them having decided it (it was dead-lettered then) is queued
+        again, received at ``received_at``.
         """
         letters = t.dead_letters.c
-        exists = select(letters.id).where(letters.id == letter_id)
-        if dry_run:
-            with self._read("looking at a dead letter") as conn:
-                if conn.scalar(exists) is None:
-                    return Requeue.GONE
-                return self._fate(conn, event, saga_ids)
-        with self._write("replaying a dead letter") as conn:
-            if conn.scalar(exists.with_for_update()) is None:
-                return Requeue.GONE
-            fate = self._fate(conn, event, saga_ids)
-            if fate is Requeue.QUEUED:
-                conn.execute(delete(t.inbox).where(t.inbox.c.event_id == event.event_id))
-                row = rows.inbox_row(event, queued=True, received_at=received_at)
-                conn.execute(insert(t.inbox).values(row))
+        fates: list[Requeue] = []
+        opened = (
+            self._read("looking at dead letters")
+            if dry_run
+            else self._write("replaying dead letters")
+        )
+        with opened as conn:
+            for replay in replays:
+                exists = select(letters.id).where(letters.id == replay.letter_id)
+                if conn.scalar(exists if dry_run else exists.with_for_update()) is None:
+                    fates.append(Requeue.GONE)
+                    continue
+                fate = self._fate(conn, replay.event, replay.saga_ids)
+                fates.append(fate)
+                if dry_run:
+                    continue
+                if fate is Requeue.QUEUED:
+                    event_id = replay.event.event_id
+                    conn.execute(delete(t.inbox).where(t.inbox.c.event_id == event_id))
+                    row = rows.inbox_row(replay.event, queued=True, received_at=received_at)
+                    conn.execute(insert(t.inbox).values(row))
+                conn.execute(delete(t.dead_letters).where(letters.id == replay.letter_id))
+            if not dry_run and Requeue.QUEUED in fates:
                 notify(conn)
-            conn.execute(delete(t.dead_letters).where(letters.id == letter_id))
-            return fate
+        return fates
 
     def _fate(self, conn: Connection, event: Event, saga_ids: Collection[str]) -> Requeue:
         queued = conn.scalar(select(t.inbox.c.queued).where(t.inbox.c.event_id == event.event_id))
@@ -171,13 +183,14 @@ class SQLDeadLetters:
                 return Requeue.DUPLICATE
         return Requeue.QUEUED
 
-    def drop_dead_letters(self, letter_ids: Collection[int]) -> int:
-        """Remove these dead letters; how many there were."""
-        dropped = 0
+    def drop_dead_letters(self, letter_ids: Collection[int]) -> set[int]:
+        """Remove these dead letters; the ids of those that were there."""
+        dropped: set[int] = set()
+        letters = t.dead_letters.c
         with self._write("dropping dead letters") as conn:
-            for batch in _batches(sorted(letter_ids)):
-                result = conn.execute(delete(t.dead_letters).where(t.dead_letters.c.id.in_(batch)))
-                dropped += result.rowcount
+            for batch in _batches(sorted(set(letter_ids))):
+                statement = delete(t.dead_letters).where(letters.id.in_(batch))
+                dropped.update(conn.scalars(statement.returning(letters.id)))
         return dropped
 
 

@@ -7,6 +7,8 @@ The store's queries on them live in :mod:`sagas.store.dead_letter_sql`.
 from __future__ import annotations
 
 import base64
+from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -14,11 +16,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 from pydantic.alias_generators import to_camel
 
 from sagas.errors import SagaError
+from sagas.events import Event
 from sagas.store.records import DeadLetter
 
 __all__ = [
     "MAX_SOURCE_LENGTH",
     "DeadLetterFilter",
+    "Replay",
     "Requeue",
     "UnknownDeadLetterError",
     "dead_letter_of",
@@ -47,6 +51,16 @@ class Requeue(StrEnum):
     gone, nothing was queued."""
     GONE = "gone"
     """The dead letter was replayed or dropped meanwhile."""
+
+
+@dataclass(frozen=True)
+class Replay:
+    """A dead letter to queue again: its id, the event it holds (accepted by the intake), and
+    the instances the event concerns (which tell a duplicate: one has it in its log)."""
+
+    letter_id: int
+    event: Event
+    saga_ids: Collection[str] = ()
 
 
 class DeadLetterFilter(BaseModel):

@@ -262,3 +262,18 @@ def test_replaying_with_a_larger_intake_limit_takes_a_message_refused_as_too_lar
     small = DeadLetters(engine.store, Intake(max_event_bytes=4096), clock)
     assert small.replay(letter_id).fate == Fate.REFUSED
     assert DeadLetters(engine.store, Intake(), clock).replay(letter_id).fate == Fate.QUEUED
+
+
+def test_the_same_message_kept_twice_is_queued_once_by_one_bulk_replay(
+    engine: Engine, clock: ManualClock
+) -> None:
+    engine.register(shop())
+    raw = placed("o-1", clock).to_json()
+    first = keep(engine, raw, "redelivered too often", "nats")
+    second = keep(engine, raw, "redelivered too often", "redis")
+
+    reports = DeadLetters(engine.store, clock=clock).replay_many(DeadLetterFilter())
+
+    assert [(r.id, r.fate) for r in reports] == [(first, Fate.QUEUED), (second, Fate.DUPLICATE)]
+    assert engine.store.queue_depth() == 1
+    assert engine.store.count_dead_letters() == 0
