@@ -6,26 +6,24 @@ event does is in :mod:`sagas.engine.inputs`; operator actions are in :mod:`sagas
 
 from __future__ import annotations
 
-import hashlib
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import networkx as nx
 
 from sagas.definitions.expressions import ExpressionError, evaluate, is_truthy
 from sagas.definitions.graph import step_graph
-from sagas.definitions.model import ActionSpec, Command, Delay, HandlerCall, SagaDefinition, Wait
+from sagas.definitions.model import Command, Delay, HandlerCall, SagaDefinition, Wait
 from sagas.engine.decision import Decision
 from sagas.engine.effects import (
-    CancelTimer,
     Effect,
     Finish,
     InvokeHandler,
     PublishCommand,
-    ScheduleTimer,
     TimerKind,
 )
 from sagas.engine.state import InstanceStatus, SagaState, StepStatus
+from sagas.engine.timing import Timing
 from sagas.events import Event
 
 __all__ = ["Transition", "after_pivot"]
@@ -33,7 +31,7 @@ __all__ = ["Transition", "after_pivot"]
 _DONE = (StepStatus.SUCCEEDED, StepStatus.SKIPPED)
 
 
-class Transition:
+class Transition(Timing):
     """A working copy of one instance while one event is applied to it."""
 
     def __init__(
@@ -138,16 +136,6 @@ class Transition:
         if name in after_pivot(self.definition):
             return True
         return self.definition.step(name).pivot and self.steps[name].outcome_unknown
-
-    def rearm_deadline(self) -> None:
-        """Schedule the saga deadline anew, from now, for an instance that goes back to
-        ``running`` after it ended (under a new timer id: the fired event of the first one is
-        in the inbox, and a repeat of an id is dropped as a duplicate)."""
-        deadline = self.definition.deadline
-        if deadline is not None:
-            self.deadline_armed += 1
-            self.schedule(TimerKind.DEADLINE, None, 0, False, self.now + deadline)
-            self.notes.append(f"deadline re-armed: {self.now + deadline}")
 
     def owes_undo(self, name: str) -> bool:
         """Whether step ``name`` was given up (failed or interrupted) with an unknown outcome
@@ -346,13 +334,6 @@ class Transition:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def spec(self, name: str, undo: bool) -> ActionSpec:
-        step = self.definition.step(name)
-        if undo:
-            assert step.compensation is not None, f"{name} has no compensation"
-            return step.compensation
-        return step
-
     def attempt_of(self, name: str, undo: bool) -> int:
         step_state = self.steps[name]
         return step_state.undo_attempt if undo else step_state.attempt
@@ -376,57 +357,6 @@ class Transition:
 
     def set_step(self, name: str, **changes: Any) -> None:
         self.steps[name] = self.steps[name].model_copy(update=changes)
-
-    def action_id(self, name: str, attempt: int, undo: bool) -> str:
-        """The id of one attempt: ``<step key>/<attempt>``."""
-        return f"{self.step_key(name, undo)}/{attempt}"
-
-    def step_key(self, name: str, undo: bool) -> str:
-        """The idempotency key every attempt of step ``name``'s action (or compensation)
-        shares, so a participant can deduplicate across retries."""
-        return f"{self.original.saga_id}/{name}{'/undo' if undo else ''}"
-
-    def timer_id(self, kind: TimerKind, name: str | None, attempt: int, undo: bool) -> str:
-        if name is None:  # the saga deadline, numbered once an operator re-armed it
-            armed = f"/{self.deadline_armed}" if self.deadline_armed else ""
-            return f"{self.original.saga_id}/{kind.value}{armed}"
-        return f"{self.action_id(name, attempt, undo)}/{kind.value}"
-
-    def schedule(
-        self, kind: TimerKind, name: str | None, attempt: int, undo: bool, due: datetime
-    ) -> None:
-        self.effects.append(
-            ScheduleTimer(
-                timer_id=self.timer_id(kind, name, attempt, undo),
-                kind=kind,
-                step=name,
-                attempt=attempt,
-                compensating=undo,
-                due_at=due,
-            )
-        )
-
-    def cancel_timer(self, kind: TimerKind, name: str | None, attempt: int, undo: bool) -> None:
-        if name is not None:  # only cancel what the step's action did schedule
-            spec = self.spec(name, undo)
-            if kind == TimerKind.TIMEOUT and spec.timeout is None:
-                return
-            if kind == TimerKind.DELAY and not isinstance(spec.action, Delay):
-                return
-        timer_id = self.timer_id(kind, name, attempt, undo)
-        scheduled = [e for e in self.effects if isinstance(e, ScheduleTimer)]
-        if any(timer.timer_id == timer_id for timer in scheduled):
-            # Scheduled by this very decision: it is simply not scheduled.
-            self.effects = [e for e in self.effects if getattr(e, "timer_id", None) != timer_id]
-            return
-        self.effects.append(CancelTimer(timer_id=timer_id))
-
-    def backoff(self, spec: ActionSpec, name: str, attempt: int) -> timedelta:
-        """The retry delay, with jitter derived from the ids so a replay computes the same."""
-        base = spec.retry.delay_before(attempt)
-        seed = f"{self.original.saga_id}/{name}/{attempt}".encode()
-        fraction = int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest()) / 2**64
-        return base * (1 + spec.retry.jitter * (2 * fraction - 1))
 
 
 def after_pivot(definition: SagaDefinition) -> set[str]:
