@@ -12,8 +12,8 @@ from sqlalchemy import Connection, select
 
 from sagas.events import Event
 from sagas.store import schema as t
-from sagas.store.base import ConcurrencyConflictError
-from sagas.store.dialect import notify
+from sagas.store.base import ConcurrencyConflictError, StoreError
+from sagas.store.dialect import is_conflict, notify
 
 __all__ = ["SQLInbox"]
 
@@ -45,6 +45,11 @@ class SQLInbox:
                 return self._enqueue_new(events, received_at)
             except _RacedError:
                 continue
+            except StoreError as exc:
+                # Two requests inserting the same ids in different orders deadlock on
+                # PostgreSQL; the one chosen as victim was rolled back whole: read again.
+                if exc.__cause__ is None or not is_conflict(exc.__cause__):
+                    raise
         raise ConcurrencyConflictError("queueing events: other writers kept queueing the same ids")
 
     def _enqueue_new(self, events: Sequence[Event], received_at: datetime) -> list[bool]:
