@@ -77,6 +77,10 @@ def database_url(value: str) -> str:
     return value
 
 
+_ENQUEUE_TRIES = 5
+"""How often queueing is tried when a deadlock with another writer rolled it back."""
+
+
 class SQLStore(SQLDeadLetters, SQLInbox, Store):
     """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use,
     unless it is opened ``read_only``."""
@@ -218,11 +222,20 @@ class SQLStore(SQLDeadLetters, SQLInbox, Store):
     def enqueue(self, events: Sequence[Event], *, received_at: datetime) -> int:
         if not events:
             return 0
-        with self._write("queueing events") as conn:
-            queued = self._enqueue(conn, events, received_at)
-            if queued:
-                notify(conn)
-            return queued
+        for attempt in range(_ENQUEUE_TRIES):
+            try:
+                with self._write("queueing events") as conn:
+                    queued = self._enqueue(conn, events, received_at)
+                    if queued:
+                        notify(conn)
+                    return queued
+            except StoreError as exc:
+                # Two writers queueing the same ids in different orders deadlock on
+                # PostgreSQL; the victim was rolled back whole, so queueing again is safe.
+                last = attempt == _ENQUEUE_TRIES - 1
+                if last or exc.__cause__ is None or not is_conflict(exc.__cause__):
+                    raise
+        raise AssertionError("unreachable")
 
     def queued(self, limit: int) -> list[QueuedEvent]:
         query = (

@@ -83,3 +83,40 @@ def test_writers_racing_on_the_same_ids_each_get_exact_answers(database: str) ->
     finally:
         for store in stores:
             store.close()
+
+
+def test_writers_queueing_the_same_ids_in_opposite_orders_never_fail(database: str) -> None:
+    """``Store.enqueue`` (what ``sagas publish`` and the bus use) queues each id once, even when
+    two writers insert the same ids in opposite orders (a deadlock on PostgreSQL: the victim
+    is tried again)."""
+    stores = [SQLStore(database) for _ in range(4)]
+    ids = [f"both-{n}" for n in range(300)]
+    queued = [0 for _ in stores]
+    failures: list[BaseException] = []
+    start = threading.Barrier(len(stores))
+
+    def write(index: int) -> None:
+        try:
+            start.wait()
+            for chunk in range(0, len(ids), 20):
+                events = [event(one) for one in ids[chunk : chunk + 20]]
+                if index % 2:
+                    events.reverse()
+                queued[index] += stores[index].enqueue(events, received_at=NOW)
+        except BaseException as exc:
+            failures.append(exc)
+            raise
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(len(stores))]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+        assert not failures, failures
+        assert sum(queued) == len(ids)
+        assert stores[0].queue_depth() == len(ids)
+    finally:
+        for store in stores:
+            store.close()
