@@ -40,6 +40,21 @@ def db_option(default: str | None = DEFAULT_DATABASE_URL) -> Callable[[F], F]:
     )
 
 
+def max_event_bytes_option(text: str) -> Callable[[F], F]:
+    """``--max-event-bytes``: the largest event the intake takes (commands that take events
+    in, or send them through the intake again)."""
+    from sagas.intake import DEFAULT_MAX_EVENT_BYTES
+
+    return click.option(
+        "--max-event-bytes",
+        type=click.IntRange(1024, 64 * 1024 * 1024),
+        default=DEFAULT_MAX_EVENT_BYTES,
+        show_default=True,
+        metavar="BYTES",
+        help=text,
+    )
+
+
 def open_store(db: str, *, must_exist: bool = False, read_only: bool = False) -> SQLStore:
     """The store on ``db``; errors become a clear CLI error.
 

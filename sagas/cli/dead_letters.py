@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
-from sagas.cli.common import console, db_option, open_store, reports_errors
+from sagas.cli.common import console, db_option, max_event_bytes_option, open_store, reports_errors
 from sagas.cli.terminal import escape_controls, shown
 from sagas.clock import SystemClock
-from sagas.intake import DEFAULT_MAX_EVENT_BYTES, Intake
+from sagas.intake import Intake
 from sagas.operations.dead_letters import (
     DeadLetters,
     Fate,
@@ -177,13 +177,8 @@ def _selection(
 
 @dead_letters.command("replay")
 @_bulk_options
-@click.option(
-    "--max-event-bytes",
-    type=click.IntRange(1024, 64 * 1024 * 1024),
-    default=DEFAULT_MAX_EVENT_BYTES,
-    show_default=True,
-    metavar="BYTES",
-    help="The largest event the intake takes (raise it to replay one refused as too large).",
+@max_event_bytes_option(
+    "The largest event the intake takes (raise it to replay one refused as too large)."
 )
 @db_option()
 @reports_errors

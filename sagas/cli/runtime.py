@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from sagas.cli.common import db_option, open_store, reports_errors
+from sagas.cli.common import db_option, max_event_bytes_option, open_store, reports_errors
 from sagas.clock import SystemClock
 from sagas.config import MAX_BATCH_SIZE, EngineConfig, check_poll_interval, load_config
 from sagas.definitions.durations import parse_duration
 from sagas.events import Event
-from sagas.intake import DEFAULT_MAX_EVENT_BYTES, Intake, RefusedEventsError, parse_data
+from sagas.intake import Intake, RefusedEventsError, parse_data
 from sagas.observability.logs import LogFormat, configure_logging
 from sagas.runtime.setup import build_engine
 from sagas.secrets import mask_url
@@ -195,14 +195,7 @@ def _serve_metrics(engine: Engine, port: int) -> MetricsServer:
 @click.option("--type", "event_type", metavar="TYPE", help="Event type (instead of JSON).")
 @click.option("--data", metavar="JSON", help="Event data as a JSON object (with --type).")
 @click.option("--saga-id", help="Address the event to one saga instance (with --type).")
-@click.option(
-    "--max-event-bytes",
-    type=click.IntRange(1024, 64 * 1024 * 1024),
-    default=DEFAULT_MAX_EVENT_BYTES,
-    show_default=True,
-    metavar="BYTES",
-    help="The largest event taken, in bytes of its JSON text.",
-)
+@max_event_bytes_option("The largest event taken, in bytes of its JSON text.")
 @db_option()
 @reports_errors
 def publish(

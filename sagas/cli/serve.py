@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from sagas.cli.common import db_option, open_store, reports_errors
-from sagas.intake import DEFAULT_MAX_EVENT_BYTES
+from sagas.cli.common import db_option, max_event_bytes_option, open_store, reports_errors
 from sagas.jsontext import DEFAULT_MAX_BYTES
 from sagas.server.events import DEFAULT_MAX_BATCH_EVENTS
 
@@ -60,14 +59,7 @@ MIN_TOKEN_LENGTH = 16
     metavar="BYTES",
     help="The largest API request body read (larger ones: 413).",
 )
-@click.option(
-    "--max-event-bytes",
-    type=click.IntRange(1024, 64 * 1024 * 1024),
-    default=DEFAULT_MAX_EVENT_BYTES,
-    show_default=True,
-    metavar="BYTES",
-    help="The largest event POST /events takes (larger ones: 413).",
-)
+@max_event_bytes_option("The largest event POST /events takes (larger ones: 413).")
 @click.option(
     "--max-batch-events",
     type=click.IntRange(1, 100_000),
