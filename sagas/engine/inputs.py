@@ -156,14 +156,7 @@ def on_late_success(t: Transition) -> Decision | None:
         t.notes.append(f"{label}: its compensation will run once more")
         return t.finish()
     # An interrupted wait, or compensated before this success came: to be undone (again).
-    t.set_step(
-        name,
-        status=StepStatus.SUCCEEDED,
-        finished_at=t.now,
-        error=None,
-        outcome_unknown=False,
-    )
-    t.completed.append(name)
+    t.undo_again(name)
     t.notes.append(f"{label}: it will be compensated")
     if t.status == InstanceStatus.COMPENSATED:
         t.status = InstanceStatus.COMPENSATING

@@ -225,8 +225,7 @@ class Transition(Timing):
         self.data.update(result)
         if undo and self.steps[name].undo_again:
             # A success came while this compensation ran: undo once more, after it.
-            self.set_step(name, status=StepStatus.SUCCEEDED, undo_again=False, error=None)
-            self.completed.append(name)
+            self.undo_again(name)
             self.notes.append(f"{name}: compensated; compensating once more (a late success)")
             return
         if undo:
@@ -242,6 +241,19 @@ class Transition(Timing):
         )
         self.completed.append(name)
         self.notes.append(f"{name}: succeeded")
+
+    def undo_again(self, name: str) -> None:
+        """Step ``name`` did its work after its compensation began, or without one: it counts
+        as succeeded now, the latest to complete, and is compensated (again) in its turn."""
+        self.set_step(
+            name,
+            status=StepStatus.SUCCEEDED,
+            finished_at=self.now,
+            error=None,
+            outcome_unknown=False,
+            undo_again=False,
+        )
+        self.completed.append(name)
 
     def fail(
         self, name: str, undo: bool, error: str, retryable: bool, timer_fired: bool = False
