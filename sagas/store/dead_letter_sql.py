@@ -95,6 +95,10 @@ class SQLDeadLetters:
         with self._read("reading dead letters") as conn:
             return [_letter(row) for row in conn.execute(query)]
 
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The most recent dead letters first."""
+        return self.find_dead_letters(limit=limit)
+
     def dead_letter_ids(self, where: DeadLetterFilter | None = None) -> list[int]:
         """The ids of every dead letter ``where`` selects, the most recent first."""
         query = _filtered(select(t.dead_letters.c.id), where or DeadLetterFilter())

@@ -24,7 +24,6 @@ from sqlalchemy.sql.expression import Executable
 
 from sagas.definitions.model import SagaDefinition
 from sagas.engine.effects import outbox_adapter
-from sagas.engine.state import InstanceStatus, SagaState
 from sagas.events import Event
 from sagas.store import queries, rows
 from sagas.store import schema as t
@@ -33,7 +32,6 @@ from sagas.store.base import (
     DefinitionVersion,
     Store,
     StoreError,
-    UnknownSagaError,
 )
 from sagas.store.bulk import BulkStatements
 from sagas.store.dead_letter_sql import SQLDeadLetters
@@ -45,21 +43,17 @@ from sagas.store.dialect import (
     lock_schema,
     notify,
 )
-from sagas.store.filters import InstanceFilter
 from sagas.store.inbox_sql import SQLInbox
 from sagas.store.opening import check_schema, create_reader_engine, create_writer_engine
+from sagas.store.reads_sql import SQLReads
 from sagas.store.records import (
-    Backlog,
     Changes,
-    DeadLetter,
     InstanceRecord,
-    LogEntry,
     OutboxItem,
     QueuedEvent,
-    TimerRecord,
-    outbox_key,
 )
 from sagas.store.round import SQLRound
+from sagas.store.writes import write_changes
 
 __all__ = ["DEFAULT_DATABASE_URL", "SQLITE_PRAGMAS", "SQLStore", "database_url"]
 
@@ -81,7 +75,7 @@ _ENQUEUE_TRIES = 5
 """How often queueing is tried when a deadlock with another writer rolled it back."""
 
 
-class SQLStore(SQLDeadLetters, SQLInbox, Store):
+class SQLStore(SQLReads, SQLDeadLetters, SQLInbox, Store):
     """A :class:`Store` on one database URL; the schema is migrated (Alembic) on first use,
     unless it is opened ``read_only``."""
 
@@ -263,80 +257,7 @@ class SQLStore(SQLDeadLetters, SQLInbox, Store):
 
     def _apply(self, conn: Connection, changes: Changes) -> None:
         """Write ``changes`` on ``conn`` (inside the caller's transaction)."""
-        run = self._bulk.execute
-        if changes.created:
-            batch = [rows.instance_row(record) for record in changes.created]
-            run(conn, "create_instance", lambda: rows.insert_row(t.instances, batch[0]), batch)
-        if changes.updated:
-            batch = [rows.instance_row(r) | {"expected": v} for r, v in changes.updated]
-            if run(conn, "update_instance", rows.update_instance, batch) != len(batch):
-                raise ConcurrencyConflictError(
-                    f"{self._where}: an instance changed under this worker"
-                )
-        if changes.log:
-            batch = [rows.log_row(entry) for entry in changes.log]
-            run(conn, "append_log", lambda: rows.insert_row(t.event_log, batch[0]), batch)
-        if changes.processed:
-            batch = [{"b_position": position} for position in changes.processed]
-            run(conn, "processed", rows.mark_processed, batch)
-        if changes.outbox:
-            batch = [
-                {
-                    "saga_id": saga_id,
-                    "key": outbox_key(effect),
-                    "effect": effect.model_dump_json(by_alias=True),
-                    "lease_until": changes.lease_until,
-                    "created_at": changes.written_at,
-                }
-                for saga_id, effect in changes.outbox
-            ]
-            run(conn, "outbox", lambda: self._insert_or_skip(t.outbox, batch[0], "key"), batch)
-        if changes.outbox_done:
-            batch = [{"b_key": key} for key in changes.outbox_done]
-            run(conn, "outbox_done", rows.mark_outbox_done, batch)
-        if changes.timers_removed:
-            batch = [{"b_timer_id": timer_id} for timer_id in changes.timers_removed]
-            run(conn, "remove_timer", rows.remove_timer, batch)
-        if changes.timers:
-            batch = [
-                {
-                    "timer_id": record.timer.timer_id,
-                    "saga_id": record.saga_id,
-                    "kind": record.timer.kind,
-                    "due_at": record.timer.due_at,
-                    "timer": record.timer.model_dump_json(),
-                }
-                for record in changes.timers
-            ]
-            build = lambda: self._insert_or_skip(t.timers, batch[0], "timer_id")  # noqa: E731
-            run(conn, "timer", build, batch)
-        if changes.received:
-            # Decided without being queued: only the id is kept, for deduplication.
-            batch = [
-                rows.inbox_row(item.event, queued=False, received_at=item.at)
-                for item in changes.received
-            ]
-            run(conn, "received", lambda: rows.insert_row(t.inbox, batch[0]), batch)
-        if changes.schedules:
-            batch = [
-                {"b_name": name, "fired_until": until} for name, until in changes.schedules.items()
-            ]
-            run(conn, "schedule_fired", rows.schedule_fired, batch)
-        if changes.dead_letters:
-            conn.execute(
-                insert(t.dead_letters),
-                [
-                    {
-                        "event_id": letter.event_id,
-                        "event_type": letter.event_type,
-                        "saga_id": letter.saga_id,
-                        "payload": letter.payload,
-                        "reason": letter.reason,
-                        "created_at": letter.created_at,
-                    }
-                    for letter in changes.dead_letters
-                ],
-            )
+        write_changes(conn, changes, self._bulk, self.dialect, self._where)
 
     def _enqueue(self, conn: Connection, events: Sequence[Event], received_at: datetime) -> int:
         batch = [rows.inbox_row(event, queued=True, received_at=received_at) for event in events]
@@ -391,111 +312,6 @@ class SQLStore(SQLDeadLetters, SQLInbox, Store):
         with self._read("reading the next timer") as conn:
             due: datetime | None = conn.scalar(select(func.min(t.timers.c.due_at)))
         return due
-
-    # -- reading, for people ----------------------------------------------------------------
-
-    def instance(self, saga_id: str) -> InstanceRecord:
-        record = self.instances([saga_id]).get(saga_id)
-        if record is None:
-            raise UnknownSagaError(saga_id)
-        return record
-
-    def list_instances(
-        self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
-    ) -> list[InstanceRecord]:
-        columns = select(t.instances.c.state, t.instances.c.version)
-        query = queries.listing(columns, where or InstanceFilter(), limit, offset)
-        with self._read("listing instances") as conn:
-            return [rows.instance(row) for row in conn.execute(query)]
-
-    def instance_ids(
-        self, where: InstanceFilter | None = None, *, limit: int = 100, offset: int = 0
-    ) -> list[str]:
-        query = queries.listing(
-            select(t.instances.c.saga_id), where or InstanceFilter(), limit, offset
-        )
-        with self._read("listing instance ids") as conn:
-            return list(conn.scalars(query))
-
-    def count_matching(self, where: InstanceFilter | None = None) -> int:
-        with self._read("counting instances") as conn:
-            return int(conn.scalar(queries.count_matching(where or InstanceFilter())) or 0)
-
-    def count_instances(self) -> dict[tuple[str, InstanceStatus], int]:
-        query = select(t.instances.c.saga_name, t.instances.c.status, func.count()).group_by(
-            t.instances.c.saga_name, t.instances.c.status
-        )
-        with self._read("counting instances") as conn:
-            return {(name, InstanceStatus(status)): n for name, status, n in conn.execute(query)}
-
-    def throughput(self, since: datetime) -> dict[tuple[str, InstanceStatus], tuple[int, int, int]]:
-        with self._read("counting recent instances") as conn:
-            return {
-                (name, InstanceStatus(status)): (count, started, ended)
-                for name, status, count, started, ended in conn.execute(queries.throughput(since))
-            }
-
-    def recent_states(self, since: datetime, limit: int) -> list[SagaState]:
-        with self._read("reading recent instances") as conn:
-            found = conn.scalars(queries.recently_updated(since, limit))
-            return [SagaState.model_validate_json(state) for state in found]
-
-    def backlog(self, now: datetime) -> Backlog:
-        with self._read("measuring the backlog") as conn:
-            queued, outbox, expired, overdue, timers = (
-                conn.execute(query).one() for query in queries.health(now)
-            )
-        return Backlog(
-            queued=queued[0],
-            outbox=outbox[0],
-            outbox_oldest=outbox[1],
-            outbox_expired=expired[0],
-            timers=timers[0],
-            timers_overdue=overdue[0],
-            overdue_since=overdue[1],
-        )
-
-    def log(self, saga_id: str) -> list[LogEntry]:
-        query = select(t.event_log).where(t.event_log.c.saga_id == saga_id)
-        with self._read("reading a log") as conn:
-            return [rows.log_entry(row) for row in conn.execute(query.order_by(t.event_log.c.seq))]
-
-    def log_from(self, position: int, limit: int) -> list[LogEntry]:
-        query = (
-            select(t.event_log)
-            .where(t.event_log.c.position > position)
-            .order_by(t.event_log.c.position)
-            .limit(limit)
-        )
-        with self._read("reading the log") as conn:
-            return [rows.log_entry(row) for row in conn.execute(query)]
-
-    def timers(self, saga_id: str | None = None) -> list[TimerRecord]:
-        query = select(t.timers.c.saga_id, t.timers.c.timer).order_by(t.timers.c.due_at)
-        if saga_id is not None:
-            query = query.where(t.timers.c.saga_id == saga_id)
-        with self._read("reading timers") as conn:
-            return [rows.timer(row) for row in conn.execute(query)]
-
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        query = select(t.dead_letters).order_by(t.dead_letters.c.id.desc()).limit(limit)
-        with self._read("reading dead letters") as conn:
-            return [
-                DeadLetter(
-                    reason=row.reason,
-                    payload=row.payload,
-                    event_id=row.event_id,
-                    event_type=row.event_type,
-                    saga_id=row.saga_id,
-                    created_at=row.created_at,
-                    id=row.id,
-                )
-                for row in conn.execute(query)
-            ]
-
-    def queue_depth(self) -> int:
-        with self._read("counting the queue") as conn:
-            return int(conn.scalar(select(func.count()).where(t.inbox.c.queued)) or 0)
 
     def close(self) -> None:
         self.engine.dispose()
