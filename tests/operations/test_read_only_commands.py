@@ -203,12 +203,12 @@ def read_only_folder(tmp_path: Path, order_definition: SagaDefinition) -> Iterat
     """An engine database with one instance, in a folder that everyone may read and nobody
     may write (the file ``444``, the folder ``555``); permissions restored at the end."""
     folder = Path(tempfile.mkdtemp(prefix="sagas-ro-"))
-    path = folder / "sagas.db"
-    seeded(str(path), order_definition)
-    assert not (folder / "sagas.db-wal").exists()  # the worker's close checkpointed it
-    path.chmod(0o444)
-    folder.chmod(0o555)
     try:
+        path = folder / "sagas.db"
+        seeded(str(path), order_definition)
+        assert not (folder / "sagas.db-wal").exists()  # the worker's close checkpointed it
+        path.chmod(0o444)
+        folder.chmod(0o555)
         yield path
     finally:
         folder.chmod(0o755)
