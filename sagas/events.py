@@ -114,6 +114,8 @@ class EventError(SagaError, ValueError):
     """An event that cannot be accepted; ``event_id`` is set when the input had one."""
 
     def __init__(self, message: str, event_id: str | None = None, *, where: str = "") -> None:
+        # An id that is no string (a caller's mistake the message reports) is not quoted.
+        event_id = event_id if isinstance(event_id, str) else None
         self.event_id = event_id
         self.where = where
         """Where the input came from (``events.jsonl:3``), when it came from a file."""

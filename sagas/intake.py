@@ -150,9 +150,10 @@ class Intake:
         ids = _check_fields(event)
         try:
             raw = to_json(event.data)
-        except PydanticSerializationError as exc:  # a lone surrogate, an unknown type, depth
+        except (PydanticSerializationError, ValueError) as exc:
+            # a lone surrogate, an unknown type, depth, an integer of thousands of digits
             problem = data_problem(event.data)
-            message = problem or f"data: cannot be written as JSON: {exc}"
+            message = problem or f"data: cannot be written as JSON: {_short(exc)}"
             raise EventError(message, event.event_id) from None
         if (
             any(suspect in raw for suspect in _SUSPECT)
@@ -259,14 +260,30 @@ def _check_fields(event: Event) -> int:
             if "\x00" in value:
                 shown = None if name == "eventId" else event.event_id
                 raise EventError(f"{name}: must not contain NUL characters (\\u0000)", shown)
+    if not ids.isascii():
+        for name, value in _named_ids(event):
+            try:
+                value.encode()
+            except UnicodeEncodeError as exc:
+                shown = None if name == "eventId" else event.event_id
+                char = f"\\u{ord(value[exc.start]):04x}"
+                raise EventError(f"{name}: a lone surrogate ({char}) is not text", shown) from None
     return len(ids)
 
 
 def event_size(event: Event) -> int:
     """The size of an event made in process, as the intake measures it: the bytes of its
     compact JSON form without the fields left unset (as a sender would write it)."""
-    compact = event.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
+    try:
+        compact = event.model_dump_json(by_alias=True, exclude_none=True, exclude_defaults=True)
+    except (PydanticSerializationError, ValueError) as exc:  # e.g. a lone surrogate in an id
+        raise EventError(f"cannot be written as JSON: {_short(exc)}", event.event_id) from None
     return len(compact.encode())
+
+
+def _short(exc: Exception) -> str:
+    """The last line of a serialisation error (pydantic prefixes its own words)."""
+    return str(exc).strip().splitlines()[-1].removeprefix("Error serializing to JSON: ")
 
 
 def parse_data(text: str | bytes, *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> dict[str, Any]:

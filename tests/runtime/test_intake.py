@@ -664,3 +664,23 @@ def test_a_huge_schema_version_counts_in_the_size(clock: ManualClock) -> None:
     assert str(
         refused.value
     ) == f"event 'v': {event_size(event):,} bytes is more than the limit " + ("of 2,048 bytes")
+
+
+@pytest.mark.parametrize(
+    ("args", "meta", "problem"),
+    [
+        (("OrderShipped", {}), {"saga_id": "\ud800"}, "sagaId: a lone surrogate (\\ud800)"),
+        (("OrderShipped", {}), {"correlation_id": "a\udfffb"}, "correlationId: a lone surrogate"),
+        (("OrderShipped", {}), {"event_id": 10**5000}, "event_id: Input should be a valid string"),
+        (("OrderShipped", {"n": 10**5000}), {}, "an integer of more than 4,300 digits"),
+    ],
+)
+def test_the_bus_refuses_ids_with_lone_surrogates_and_unprintable_values(
+    args: tuple[str, dict[str, object]], meta: dict[str, object], problem: str, tmp_path: Path
+) -> None:
+    # Found by the fuzzing campaign: these escaped as PydanticSerializationError or ValueError.
+    with saga_engine(f"sqlite:///{tmp_path / 'bus.db'}", clock=ManualClock()) as engine:
+        with pytest.raises(EventError) as refused:
+            engine.bus.publish(*args, **meta)  # type: ignore[arg-type]
+        assert problem in str(refused.value)
+        assert engine.store.queue_depth() == 0
