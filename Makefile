@@ -41,8 +41,8 @@ demo: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check sagas tests examples benchmarks
-	$(BIN)/ruff format --check sagas tests examples benchmarks
+	$(BIN)/ruff check sagas tests examples benchmarks fuzz
+	$(BIN)/ruff format --check sagas tests examples benchmarks fuzz
 
 typecheck: $(STAMP)
 	$(BIN)/mypy sagas examples
@@ -73,3 +73,9 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.instance_scaling
 	$(BIN)/python -m benchmarks.timers
 	$(BIN)/python -m benchmarks.postgres_vs_dbos
+
+# The full fuzzing campaign (fuzz/README.md): 100,000 definitions and 100,000 events through
+# every way in; `make test` runs a bounded slice of it (tests/fuzz).
+.PHONY: fuzz
+fuzz: $(STAMP)
+	$(BIN)/python -m fuzz

@@ -13,9 +13,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the fuzz package, at the root
 
-from fuzz.definitions import fuzz_generated, fuzz_mutants  # noqa: E402
-from fuzz.events import fuzz_events, fuzz_http_bodies  # noqa: E402
-from fuzz.outcomes import Tally  # noqa: E402
+from fuzz.definitions import fuzz_generated, fuzz_mutants
+from fuzz.events import fuzz_events, fuzz_http_bodies
+from fuzz.outcomes import Tally
 
 PARTS: dict[str, Callable[[Path], Tally]] = {
     "definitions from the schema": lambda tmp: fuzz_generated(60, seed=1, workdir=tmp),
