@@ -52,7 +52,9 @@ class EngineConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL or SQLite file; --db and SAGAS_DATABASE_URL win."
+        None,
+        description="SQLAlchemy URL or SQLite file; --db and SAGAS_DATABASE_URL win.",
+        repr=False,  # it may hold a password: never in a logged or printed config
     )
     definitions: tuple[Path, ...] = Field((), description="Definition files or folders.")
     handler_modules: tuple[str, ...] = Field(

@@ -49,3 +49,12 @@ def test_every_url_quoted_in_a_message_is_masked() -> None:
         '(fallback amqp://guest:***@mq/) and "redis://:***@cache/0"'
     )
     assert mask_urls("no URL here: user:pass@host") == "no URL here: user:pass@host"
+
+
+def test_a_configuration_never_shows_its_database_password() -> None:
+    from sagas.config import EngineConfig
+
+    config = EngineConfig(database_url="postgresql://sagas:s3cret@127.0.0.1/test")
+
+    assert "s3cret" not in repr(config)
+    assert "s3cret" not in str(config)
